@@ -1,0 +1,64 @@
+"""Developer sessions: ``nox -s tests typecheck lint`` (the default set).
+
+Each session builds its own virtualenv with Python 3.11 and installs the
+project with its ``dev`` extra. ``interop`` needs the real peers from
+``scripts/install-peers.sh``; ``bench`` and ``docs`` are run on demand.
+"""
+
+from __future__ import annotations
+
+import nox
+
+PYTHON = "3.11"
+LINT_PATHS = ("src", "tests", "benchmarks", "noxfile.py", "docs/conf.py")
+
+nox.options.sessions = ["tests", "typecheck", "lint"]
+nox.options.reuse_venv = "yes"
+
+
+def _install(session: nox.Session, extras: str = "dev") -> None:
+    session.install("-e", f".[{extras}]")
+
+
+@nox.session(python=PYTHON)
+def tests(session: nox.Session) -> None:
+    """Unit tests; the interop tests have their own session."""
+    _install(session)
+    session.run("pytest", "-m", "not interop", *session.posargs)
+
+
+@nox.session(python=PYTHON)
+def typecheck(session: nox.Session) -> None:
+    """mypy --strict over the library, its tests and the benchmarks."""
+    _install(session)
+    session.run("mypy", "--strict", "src", "tests", "benchmarks")
+
+
+@nox.session(python=PYTHON)
+def lint(session: nox.Session) -> None:
+    """ruff's lint rules and its formatter, in check mode."""
+    _install(session)
+    session.run("ruff", "check", *LINT_PATHS)
+    session.run("ruff", "format", "--check", *LINT_PATHS)
+
+
+@nox.session(python=PYTHON)
+def interop(session: nox.Session) -> None:
+    """Tests against sipp, Kamailio and rtpengine (scripts/install-peers.sh)."""
+    _install(session)
+    # pytest exits 5 when it collects nothing, e.g. before any interop test exists.
+    session.run("pytest", "-m", "interop", *session.posargs, success_codes=[0, 5])
+
+
+@nox.session(python=PYTHON)
+def bench(session: nox.Session) -> None:
+    """The benchmark suite; prints its figures."""
+    _install(session)
+    session.run("python", "benchmarks/run.py", *session.posargs)
+
+
+@nox.session(python=PYTHON)
+def docs(session: nox.Session) -> None:
+    """Sphinx HTML build with warnings as errors."""
+    _install(session, "dev,docs")
+    session.run("sphinx-build", "-W", "--keep-going", "-b", "html", "docs", "docs/_build/html")
