@@ -1,0 +1,811 @@
+"""SIP messages: framing, lazy header access, edits and serialization.
+
+This module owns the :class:`Request` / :class:`Response` objects and
+:func:`parse_message`. Parsing is split in two: framing (start line, header
+lines, Content-Length, body) happens at once and is cheap; a header's
+structure is parsed on first access and cached until that header is
+edited. Header lines are kept as the text they arrived as, so an unmodified
+message serializes to its input bytes and an edit touches only its line.
+
+Text is decoded as UTF-8 with ``surrogateescape``: any octet survives the
+round trip, and no input can make decoding fail.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Iterator
+from typing import Any, ClassVar, Final
+
+import attrs
+
+from ._errors import LocalProtocolError, ParseError
+from ._headers import (
+    LIST_HEADERS,
+    Address,
+    Credentials,
+    CSeq,
+    Defect,
+    Via,
+    canonical_name,
+    is_token,
+    parse_address,
+    parse_credentials,
+    parse_cseq,
+    parse_delta_seconds,
+    parse_uint,
+    parse_via,
+    pretty_name,
+    split_list,
+    tolerate,
+)
+from ._uri import URI, SipURI, parse_uri
+
+__all__ = ["Limits", "Message", "Request", "Response", "parse_message"]
+
+ENCODING: Final = "utf-8"
+ERRORS: Final = "surrogateescape"
+SIP_VERSION: Final = "SIP/2.0"
+_MAX_UINT32: Final = 2**32 - 1
+
+# Headers RFC 3261 allows at most once; a second copy makes a request
+# ambiguous (RFC 4475 section 3.3.8).
+_SINGLE: Final = frozenset(
+    {"call-id", "cseq", "from", "to", "max-forwards", "content-length", "content-type", "expires"}
+)
+KNOWN_METHODS: Final = frozenset(
+    {
+        "INVITE", "ACK", "BYE", "CANCEL", "OPTIONS", "REGISTER", "PRACK", "SUBSCRIBE",
+        "NOTIFY", "PUBLISH", "INFO", "REFER", "MESSAGE", "UPDATE",
+    }
+)  # fmt: skip
+
+# Header name as written -> canonical key. Filled as names are seen; bounded
+# so that a stream of random names cannot grow it without limit.
+_NAME_CACHE: dict[str, str] = {}
+_NAME_CACHE_MAX: Final = 512
+
+
+@attrs.frozen
+class Limits:
+    """Bounds on what one message may cost. Exceeding one is a ParseError."""
+
+    max_message_size: int = 65536  # 413
+    max_headers: int = 256  # 400
+    max_header_length: int = 8192  # one header line with its folded continuations; 400
+    max_uri_length: int = 4096  # the Request-URI; 414
+
+
+DEFAULT_LIMITS: Final = Limits()
+# Edits are the application's own doing: only parsing is bounded by Limits.
+_EDIT_LIMITS: Final = Limits(max_headers=1 << 30)
+
+
+def _key_of(name: str) -> str:
+    key = _NAME_CACHE.get(name)
+    if key is None:
+        key = canonical_name(name)
+        if len(_NAME_CACHE) < _NAME_CACHE_MAX:
+            _NAME_CACHE[name] = key
+    return key
+
+
+class Message:
+    """What requests and responses share: headers, body, serialization.
+
+    Not thread-safe; a message belongs to one task at a time.
+    """
+
+    __slots__ = ("_body", "_cache", "_defects", "_eols", "_index", "_lines", "_raw", "_sep")
+
+    _lines: list[str]  # start line, then one entry per header (folded lines kept whole)
+    _eols: list[str] | None  # terminator after each line but the last; None: all CRLF
+    _sep: str  # what ends the last header line and the header section
+    _index: dict[str, list[int]]
+    _cache: dict[str, Any]
+    _body: bytes
+    _raw: bytes | None  # the exact input while nothing was edited
+    _defects: list[Defect] | None  # None in strict mode: defects raise
+
+    is_request: ClassVar[bool]
+
+    # -- construction ---------------------------------------------------
+
+    def _setup(
+        self,
+        lines: list[str],
+        body: bytes,
+        *,
+        eols: list[str] | None = None,
+        sep: str = "\r\n\r\n",
+        raw: bytes | None = None,
+        defects: list[Defect] | None = None,
+        limits: Limits = DEFAULT_LIMITS,
+    ) -> None:
+        self._lines = lines
+        self._eols = eols
+        self._sep = sep
+        self._body = body
+        self._raw = raw
+        self._cache = {}
+        self._defects = defects
+        self._index = self._build_index(limits)
+
+    def _build_index(self, limits: Limits = DEFAULT_LIMITS) -> dict[str, list[int]]:
+        lines = self._lines
+        if len(lines) - 1 > limits.max_headers:
+            raise ParseError(f"more than {limits.max_headers} header fields", 400, self)
+        index: dict[str, list[int]] = {}
+        cache = _NAME_CACHE
+        for i in range(1, len(lines)):
+            line = lines[i]
+            colon = line.find(":")
+            if colon <= 0:
+                raise ParseError(f"header line without a name: {line[:60]!r}", 400, self)
+            name = line[:colon]
+            key = cache.get(name)
+            if key is None:
+                if not is_token(name.strip()):
+                    raise ParseError(f"bad header name {name[:60]!r}", 400, self)
+                key = _key_of(name)
+            slot = index.get(key)
+            if slot is None:
+                index[key] = [i]
+            else:
+                slot.append(i)
+        return index
+
+    # -- raw header access ----------------------------------------------
+
+    def _value(self, i: int) -> str:
+        line = self._lines[i]
+        value = line[line.find(":") + 1 :]
+        if "\n" in value:
+            # Folded: each line break with its leading whitespace is one SP.
+            return " ".join(part.strip() for part in value.split("\n")).strip()
+        return value.strip()
+
+    def _defect(self, reason: str, header: str | None = None, status: int = 400) -> None:
+        if self._defects is None:
+            raise ParseError(reason, status, self)
+        defect = Defect(reason, status, header)
+        if defect not in self._defects:
+            self._defects.append(defect)
+
+    def __contains__(self, name: object) -> bool:
+        return isinstance(name, str) and _key_of(name) in self._index
+
+    def get(self, name: str) -> str | None:
+        """The first value of a header (long or compact name, any case).
+
+        For list headers (Via, Contact, Route, Allow...) that is the first
+        element of the first line; otherwise the whole first line's value.
+        """
+        values = self.get_all(name)
+        return values[0] if values else None
+
+    def get_all(self, name: str) -> list[str]:
+        """Every value of a header, in order; list headers are split on the
+        commas their grammar allows (never inside quotes or ``<...>``)."""
+        key = _key_of(name)
+        idx = self._index.get(key)
+        if not idx:
+            return []
+        if key in LIST_HEADERS:
+            out: list[str] = []
+            for i in idx:
+                try:
+                    out.extend(v.strip() for v in split_list(self._value(i)))
+                except ParseError as exc:
+                    raise self._wrap(exc, key) from None
+            return out
+        return [self._value(i) for i in idx]
+
+    def headers(self) -> list[tuple[str, str]]:
+        """Every header line as ``(name as written, unfolded value)``, in order."""
+        lines = self._lines
+        return [
+            (lines[i][: lines[i].find(":")].strip(), self._value(i)) for i in range(1, len(lines))
+        ]
+
+    def count(self, name: str) -> int:
+        """How many header lines carry ``name``."""
+        return len(self._index.get(_key_of(name), ()))
+
+    # -- structured access ----------------------------------------------
+
+    def _wrap(self, exc: ParseError, key: str) -> ParseError:
+        if exc.message is self:  # already names its header
+            return exc
+        return ParseError(f"{pretty_name(key)}: {exc.reason}", exc.status_hint, self)
+
+    def _first(self, key: str) -> str | None:
+        idx = self._index.get(key)
+        return self._value(idx[0]) if idx else None
+
+    def _required(self, key: str) -> str:
+        idx = self._index.get(key)
+        if not idx:
+            raise ParseError(f"missing {pretty_name(key)} header", 400, self)
+        return self._value(idx[0])
+
+    def _addresses(self, key: str) -> tuple[Address, ...]:
+        cached = self._cache.get(key)
+        if cached is None:
+            try:
+                cached = tuple(parse_address(v, self._defects, key) for v in self.get_all(key))
+            except ParseError as exc:
+                raise self._wrap(exc, key) from None
+            self._cache[key] = cached
+        return cached
+
+    def _address(self, key: str) -> Address:
+        cached = self._cache.get(key)
+        if cached is None:
+            try:
+                cached = parse_address(self._required(key), self._defects, key)
+            except ParseError as exc:
+                raise self._wrap(exc, key) from None
+            self._cache[key] = cached
+        return cached
+
+    @property
+    def call_id(self) -> str:
+        """Kamailio: ``$ci``. The first Call-ID; ParseError(400) when missing."""
+        value = self._required("call-id")
+        if not value:
+            raise ParseError("empty Call-ID", 400, self)
+        return value
+
+    @property
+    def cseq(self) -> CSeq:
+        """Kamailio: ``$cs`` and ``$cs(method)``."""
+        cached = self._cache.get("cseq")
+        if cached is None:
+            try:
+                cached = self._cache["cseq"] = parse_cseq(self._required("cseq"))
+            except ParseError as exc:
+                raise self._wrap(exc, "cseq") from None
+        return cached
+
+    @property
+    def from_(self) -> Address:
+        """Kamailio: ``$fu``, ``$fn``, ``$ft``. ParseError(400) when missing."""
+        return self._address("from")
+
+    @property
+    def to(self) -> Address:
+        """Kamailio: ``$tu``, ``$tn``, ``$tt``. ParseError(400) when missing."""
+        return self._address("to")
+
+    @property
+    def via(self) -> tuple[Via, ...]:
+        """Every Via value, topmost first. Kamailio: ``$hdr(Via)``, ``$sel(via[1])``."""
+        cached = self._cache.get("via")
+        if cached is None:
+            try:
+                cached = tuple(parse_via(v) for v in self.get_all("via"))
+            except ParseError as exc:
+                raise self._wrap(exc, "via") from None
+            self._cache["via"] = cached
+        return cached
+
+    @property
+    def contact_is_star(self) -> bool:
+        """True for ``Contact: *`` (a REGISTER removing every binding)."""
+        values = self.get_all("contact")
+        return len(values) == 1 and values[0] == "*"
+
+    @property
+    def contact(self) -> tuple[Address, ...]:
+        """Every Contact value; empty for ``Contact: *`` (see contact_is_star)."""
+        if self.contact_is_star:
+            return ()
+        return self._addresses("contact")
+
+    @property
+    def route(self) -> tuple[Address, ...]:
+        return self._addresses("route")
+
+    @property
+    def record_route(self) -> tuple[Address, ...]:
+        return self._addresses("record-route")
+
+    @property
+    def max_forwards(self) -> int | None:
+        """Kamailio: ``$mf`` / maxfwd module. None when absent."""
+        cached = self._cache.get("max-forwards", self)
+        if cached is not self:
+            return cached  # type: ignore[no-any-return]
+        value = self._first("max-forwards")
+        mf = None
+        if value is not None:
+            try:
+                mf = parse_uint(value, "Max-Forwards")
+            except ParseError as exc:
+                raise self._wrap(exc, "max-forwards") from None
+            if mf > 255:
+                self._defect(f"Max-Forwards {mf} above 255", "max-forwards")
+        self._cache["max-forwards"] = mf
+        return mf
+
+    @max_forwards.setter
+    def max_forwards(self, value: int) -> None:
+        if not 0 <= value <= 255:
+            raise LocalProtocolError(f"Max-Forwards {value} out of range")
+        self.replace_header("Max-Forwards", str(value))
+
+    @property
+    def expires(self) -> int | None:
+        """The Expires header in seconds (values above 2**32-1 are clamped)."""
+        value = self._first("expires")
+        if value is None:
+            return None
+        try:
+            return parse_delta_seconds(value)
+        except ParseError as exc:
+            raise self._wrap(exc, "expires") from None
+
+    @property
+    def content_type(self) -> str | None:
+        """Kamailio: ``$cT``. The whole value, parameters included."""
+        return self._first("content-type")
+
+    @property
+    def content_length(self) -> int:
+        """Kamailio: ``$cl``. Always the body's length: sipcore keeps them equal."""
+        return len(self._body)
+
+    @property
+    def authorization(self) -> tuple[Credentials, ...]:
+        return self._credentials("authorization")
+
+    @property
+    def proxy_authorization(self) -> tuple[Credentials, ...]:
+        return self._credentials("proxy-authorization")
+
+    def _credentials(self, key: str) -> tuple[Credentials, ...]:
+        cached = self._cache.get(key)
+        if cached is None:
+            try:
+                cached = tuple(parse_credentials(v) for v in self.get_all(key))
+            except ParseError as exc:
+                raise self._wrap(exc, key) from None
+            self._cache[key] = cached
+        return cached
+
+    @property
+    def body(self) -> bytes:
+        """Kamailio: ``$rb``."""
+        return self._body
+
+    @property
+    def defects(self) -> tuple[Defect, ...]:
+        """Deviations tolerated so far (framing, and headers read so far).
+
+        :meth:`validate` reads every header, so after it this is complete.
+        """
+        return tuple(self._defects or ())
+
+    # -- validation -------------------------------------------------------
+
+    def validate(self) -> tuple[Defect, ...]:
+        """Read every header sipcore knows and check RFC 3261's rules.
+
+        Raises :class:`ParseError` for what no element can process (missing
+        or duplicated mandatory headers, malformed values, CSeq out of
+        range or not matching the method); returns the tolerated defects.
+        """
+        for key in _SINGLE:
+            if len(self._index.get(key, ())) > 1:
+                raise ParseError(f"more than one {pretty_name(key)} header", 400, self)
+        for key in ("via", "call-id", "cseq", "from", "to"):
+            if key not in self._index:
+                raise ParseError(f"missing {pretty_name(key)} header", 400, self)
+        if not self.via:
+            raise ParseError("missing Via header", 400, self)
+        self.call_id, self.cseq, self.from_, self.to  # noqa: B018 - parse for errors
+        self.contact, self.route, self.record_route, self.max_forwards  # noqa: B018
+        self.expires, self.authorization, self.proxy_authorization  # noqa: B018
+        for via in self.via:
+            via.rport, via.ttl  # noqa: B018
+        for contact in self.contact:
+            contact.expires, contact.q  # noqa: B018
+        date = self._first("date")
+        if date is not None and not date.endswith(" GMT"):
+            self._defect("Date not in GMT (RFC 3261 section 20.17)", "date")
+        self._validate_start()
+        return self.defects
+
+    def _validate_start(self) -> None:
+        raise NotImplementedError
+
+    # -- edits --------------------------------------------------------------
+
+    def _edited(self, key: str) -> None:
+        self._raw = None
+        self._cache.pop(key, None)
+        self._index = self._build_index(_EDIT_LIMITS)
+
+    def _eol_insert(self, pos: int) -> None:
+        # A line inserted at ``pos`` gets a CRLF after the line before it.
+        if self._eols is not None:
+            self._eols.insert(pos - 1, "\r\n")
+
+    @staticmethod
+    def _line(name: str, value: str) -> str:
+        if not is_token(name):
+            raise LocalProtocolError(f"bad header name {name!r}")
+        if "\r" in value or "\n" in value:
+            raise LocalProtocolError("header value with a line break")
+        return f"{name}: {value}"
+
+    def add_header(self, name: str, value: str, *, first: bool = False) -> None:
+        """Add a header line. ``first=True`` puts it above every line of the
+        same name (a new top Via, a new Record-Route); otherwise it goes
+        after the last line of that name, or at the end.
+
+        Kamailio: ``append_hf`` / ``insert_hf``.
+        """
+        line = self._line(name, value)
+        key = _key_of(name)
+        idx = self._index.get(key)
+        if not idx:
+            pos = 1 if first else len(self._lines)
+        else:
+            pos = idx[0] if first else idx[-1] + 1
+        self._lines.insert(pos, line)
+        self._eol_insert(pos)
+        self._edited(key)
+
+    def remove_header(self, name: str) -> int:
+        """Remove every line of a header; returns how many went. Kamailio: ``remove_hf``."""
+        key = _key_of(name)
+        idx = self._index.get(key)
+        if not idx:
+            return 0
+        for i in reversed(idx):
+            del self._lines[i]
+            if self._eols is not None:
+                del self._eols[i - 1]
+        self._edited(key)
+        return len(idx)
+
+    def replace_header(self, name: str, value: str) -> None:
+        """Set a header to one value: the first line is rewritten in place
+        and any further lines of that name are removed."""
+        line = self._line(name, value)
+        key = _key_of(name)
+        idx = self._index.get(key)
+        if not idx:
+            self.add_header(name, value)
+            return
+        self._lines[idx[0]] = line
+        for i in reversed(idx[1:]):
+            del self._lines[i]
+            if self._eols is not None:
+                del self._eols[i - 1]
+        self._edited(key)
+
+    def remove_first(self, name: str) -> str | None:
+        """Remove the first value of a header (the top Via, the first Route)
+        and return it; a line holding several values keeps the others."""
+        key = _key_of(name)
+        idx = self._index.get(key)
+        if not idx:
+            return None
+        i = idx[0]
+        value = self._value(i)
+        parts = split_list(value) if key in LIST_HEADERS else [value]
+        if len(parts) == 1:
+            del self._lines[i]
+            if self._eols is not None:
+                del self._eols[i - 1]
+        else:
+            written = self._lines[i][: self._lines[i].find(":")].strip()
+            self._lines[i] = f"{written}: {','.join(p.strip() for p in parts[1:])}"
+        self._edited(key)
+        return parts[0].strip()
+
+    def set_body(self, body: bytes, content_type: str | None = None) -> None:
+        """Replace the body and keep Content-Length right. Kamailio: ``set_body``."""
+        self._body = bytes(body)
+        if content_type is not None:
+            self.replace_header("Content-Type", content_type)
+        idx = self._index.get("content-length")
+        if idx:
+            written = self._lines[idx[0]][: self._lines[idx[0]].find(":")].strip()
+            self.replace_header(written, str(len(self._body)))
+        else:
+            self.add_header("Content-Length", str(len(self._body)))
+        self._raw = None
+
+    # -- serialization --------------------------------------------------------
+
+    def __bytes__(self) -> bytes:
+        raw = self._raw
+        if raw is not None:
+            return raw
+        if self._eols is None:
+            head = "\r\n".join(self._lines)
+        else:
+            parts = []
+            for line, eol in zip(self._lines, self._eols, strict=False):
+                parts.append(line)
+                parts.append(eol)
+            parts.append(self._lines[-1])
+            head = "".join(parts)
+        raw = (head + self._sep).encode(ENCODING, ERRORS) + self._body
+        self._raw = raw
+        return raw
+
+    def __iter__(self) -> Iterator[tuple[str, str]]:
+        return iter(self.headers())
+
+
+class Request(Message):
+    """A SIP request. Build one with :func:`sipcore.make_request`."""
+
+    __slots__ = ("_uri_text", "method", "version")
+    is_request = True
+
+    method: str
+    version: str
+    _uri_text: str
+
+    @property
+    def uri(self) -> URI:
+        """The Request-URI (Kamailio: ``$ru``), parsed on first access."""
+        cached = self._cache.get(":uri")
+        if cached is None:
+            try:
+                cached = self._cache[":uri"] = parse_uri(self._uri_text)
+            except ParseError as exc:
+                raise ParseError(f"Request-URI: {exc.reason}", exc.status_hint, self) from None
+        return cached
+
+    @uri.setter
+    def uri(self, value: URI | str) -> None:
+        """Rewrite the Request-URI (Kamailio: ``$ru = ...``, ``rewriteuri``)."""
+        text = str(value)
+        parsed = parse_uri(text) if isinstance(value, str) else value
+        self._uri_text = text
+        self._lines[0] = f"{self.method} {text} {self.version}"
+        self._cache[":uri"] = parsed
+        self._raw = None
+
+    @property
+    def start_line(self) -> str:
+        return self._lines[0]
+
+    def _validate_start(self) -> None:
+        uri = self.uri
+        if isinstance(uri, SipURI) and uri.headers:
+            self._defect("header component in the Request-URI", None)
+        cseq = self.cseq
+        if cseq.method != self.method:
+            raise ParseError(f"CSeq method {cseq.method} does not match {self.method}", 400, self)
+        if "max-forwards" not in self._index:
+            self._defect("missing Max-Forwards (RFC 2543 element?)", "max-forwards")
+
+    def __repr__(self) -> str:
+        return f"<Request {self.method} {self._uri_text}>"
+
+
+class Response(Message):
+    """A SIP response. Build one with :func:`sipcore.make_response`."""
+
+    __slots__ = ("reason", "status_code", "version")
+    is_request = False
+
+    status_code: int
+    reason: str
+    version: str
+
+    @property
+    def start_line(self) -> str:
+        return self._lines[0]
+
+    def _validate_start(self) -> None:
+        pass
+
+    def __repr__(self) -> str:
+        return f"<Response {self.status_code} {self.reason}>"
+
+
+def _request_line(line: str, defects: list[Defect] | None, limits: Limits) -> tuple[str, str, str]:
+    parts = line.split(" ")
+    if len(parts) == 3 and parts[0] and parts[1] and parts[2]:
+        method, uri, version = parts
+    else:
+        words = line.split()
+        if len(words) < 3:
+            raise ParseError(f"bad request line {line[:80]!r}", 400)
+        method, version = words[0], words[-1]
+        if len(words) == 3:
+            tolerate(defects, "extra whitespace in the request line", None)
+            uri = words[1]
+        else:
+            tolerate(defects, "whitespace inside the Request-URI", None)
+            uri = "".join(words[1:-1])
+    if not is_token(method):
+        raise ParseError(f"bad method {method[:40]!r}", 400)
+    if len(uri) > limits.max_uri_length:
+        raise ParseError("Request-URI too long", 414)
+    if uri.startswith("<") and uri.endswith(">"):
+        tolerate(defects, "Request-URI enclosed in <>", None)
+        uri = uri[1:-1]
+    return method, uri, version
+
+
+def _check_version(version: str) -> bool:
+    return version == SIP_VERSION or version.upper() == SIP_VERSION
+
+
+def _split_head(text: str) -> tuple[list[str], list[str] | None]:
+    """Header section text -> (lines with folded continuations merged, eols)."""
+    lines = text.split("\r\n")
+    eols: list[str] | None = None
+    if text.count("\n") != len(lines) - 1:
+        # Bare LF line ends (lenient): keep each line's own terminator.
+        lines = []
+        eols = []
+        for piece in text.split("\n"):
+            if piece.endswith("\r"):
+                lines.append(piece[:-1])
+                eols.append("\r\n")
+            else:
+                lines.append(piece)
+                eols.append("\n")
+        eols.pop()  # the last line's terminator belongs to the separator
+    if "\n " in text or "\n\t" in text:
+        merged: list[str] = [lines[0]]
+        merged_eols: list[str] | None = None if eols is None else []
+        for i in range(1, len(lines)):
+            line = lines[i]
+            eol = "\r\n" if eols is None else eols[i - 1]
+            if line[:1] in (" ", "\t") and len(merged) > 1:
+                merged[-1] = merged[-1] + eol + line
+            else:
+                merged.append(line)
+                if merged_eols is not None:
+                    merged_eols.append(eol)
+        lines, eols = merged, merged_eols
+    return lines, eols
+
+
+def _locate_head(data: bytes, start: int, defects: list[Defect] | None) -> tuple[int, int, str]:
+    """(end of the header text, start of the body, separator text)."""
+    end = data.find(b"\r\n\r\n", start)
+    if end >= 0:
+        lf = data.find(b"\n\n", start, end)
+        if lf < 0:
+            return end, end + 4, "\r\n\r\n"
+        end = lf
+    else:
+        end = data.find(b"\n\n", start)
+    if end >= 0:
+        tolerate(defects, "bare LF line ends", None)
+        sep = "\r\n\n" if data[end - 1 : end] == b"\r" else "\n\n"
+        if sep == "\r\n\n":
+            end -= 1
+        return end, end + len(sep), sep
+    # No empty line at all: the datagram ends inside the header section.
+    tolerate(defects, "no empty line after the header section", None)
+    n = len(data)
+    if data.endswith(b"\r\n"):
+        return n - 2, n, "\r\n"
+    if data.endswith(b"\n"):
+        return n - 1, n, "\n"
+    return n, n, ""
+
+
+def parse_head(
+    head: bytes, defects: list[Defect] | None, limits: Limits
+) -> tuple[Request | Response, list[str], list[str] | None]:
+    """Parse the start line and index the header lines (no body yet)."""
+    text = head.decode(ENCODING, ERRORS)
+    lines, eols = _split_head(text)
+    first = lines[0]
+    if len(text) > limits.max_header_length:
+        for i in range(1, len(lines)):
+            if len(lines[i]) > limits.max_header_length:
+                raise ParseError(f"header line longer than {limits.max_header_length}", 400)
+    msg: Request | Response
+    if first[:4].upper() == "SIP/":
+        version, _, rest = first.partition(" ")
+        code, _, reason = rest.partition(" ")
+        if not (len(code) == 3 and code.isascii() and code.isdigit() and "1" <= code[0] <= "6"):
+            raise ParseError(f"bad status code {code[:20]!r}", 400)
+        if not _check_version(version):
+            raise ParseError(f"unsupported version {version[:20]!r}", 505)
+        msg = Response.__new__(Response)
+        msg.status_code = int(code)
+        msg.reason = reason
+        msg.version = version
+    else:
+        method, uri, version = _request_line(first, defects, limits)
+        msg = Request.__new__(Request)
+        msg.method = method
+        msg._uri_text = uri
+        msg.version = version
+        if not _check_version(version):
+            msg._setup(lines, b"", eols=eols, defects=defects, limits=limits)
+            raise ParseError(f"unsupported version {version[:20]!r}", 505, msg)
+    return msg, lines, eols
+
+
+def _content_length(msg: Message) -> int | None:
+    idx = msg._index.get("content-length")
+    if not idx:
+        return None
+    values = {msg._value(i) for i in idx}
+    if len(values) > 1:
+        raise ParseError("conflicting Content-Length values", 400, msg)
+    try:
+        return parse_uint(values.pop(), "Content-Length")
+    except ParseError as exc:
+        raise ParseError(exc.reason, 400, msg) from None
+
+
+def parse_message(
+    data: bytes | bytearray | memoryview,
+    *,
+    strict: bool = False,
+    limits: Limits | None = None,
+) -> Request | Response:
+    """Parse one SIP message from a datagram.
+
+    Lenient by default: deviations RFC 4475 lets an element tolerate are
+    recorded in ``msg.defects``. With ``strict=True`` they raise, and the
+    message is validated (:meth:`Message.validate`) before it is returned.
+    Any input either gives a message or raises :class:`ParseError`.
+
+    Without a Content-Length the body is the rest of the datagram (RFC 3261
+    section 18.3); octets after the declared length are not part of the
+    message and are not serialized again.
+    """
+    if type(data) is not bytes:
+        data = bytes(data)
+    limits = limits or DEFAULT_LIMITS
+    n = len(data)
+    if n > limits.max_message_size:
+        raise ParseError(f"message larger than {limits.max_message_size} octets", 413)
+    defects: list[Defect] | None = None if strict else []
+    start = 0
+    while data.startswith(b"\r\n", start):  # RFC 3261 section 7.5: skip leading CRLFs
+        start += 2
+    if start >= n:
+        raise ParseError("empty message", 400)
+    end, body_start, sep = _locate_head(data, start, defects)
+    msg, lines, eols = parse_head(data[start:end], defects, limits)
+    msg._setup(lines, b"", eols=eols, sep=sep, defects=defects, limits=limits)
+    length = _content_length(msg)
+    if length is None:
+        body = data[body_start:]
+        stop = n
+    else:
+        stop = body_start + length
+        if stop > n:
+            msg._body = data[body_start:]
+            raise ParseError(
+                f"Content-Length {length} exceeds the {n - body_start} octets received", 400, msg
+            )
+        body = data[body_start:stop]
+    msg._body = body
+    msg._raw = data if start == 0 and stop == n else data[start:stop]
+    if strict:
+        msg.validate()
+    return msg
+
+
+def build_message(
+    start_line: str, headers: Iterable[tuple[str, str]], body: bytes
+) -> Request | Response:
+    """Assemble a message from parts (used by the builders)."""
+    lines = [start_line]
+    for name, value in headers:
+        lines.append(Message._line(name, value))
+    data = "\r\n".join(lines).encode(ENCODING, ERRORS)
+    head_msg, parsed_lines, eols = parse_head(data, [], DEFAULT_LIMITS)
+    head_msg._setup(parsed_lines, bytes(body), eols=eols, defects=[])
+    return head_msg
