@@ -20,7 +20,8 @@ transport does (``SipTransactionManager.handleIncoming`` decodes,
 Before timing, the very expression that is timed is evaluated once and its
 result checked against the expected values, so a benchmark cannot silently
 read nothing.  Each figure is the best of several rounds (the median is in the
-JSON output); the garbage collector is off while timing (``timeit`` default).
+JSON output); the two libraries' rounds alternate, so load on a shared machine
+hits both alike; the garbage collector is off while timing (``timeit`` default).
 
 The run is a report: the exit status is 0 even when a target is missed, unless
 ``--check`` is given.
@@ -218,21 +219,39 @@ class Settings:
     round_time_s: float
 
 
-def measure(stmt: str, names: dict[str, Any], settings: Settings) -> Timing:
-    """Time ``stmt``: calibrate a loop count, then take several rounds."""
-    timer = timeit.Timer(stmt, globals=names, timer=time.perf_counter_ns)
+def calibrate(timer: timeit.Timer, settings: Settings) -> int:
+    """Loop count that makes one round last about ``round_time_s`` (also a warm-up)."""
     target_ns = settings.round_time_s * 1e9
     number = 1
-    while True:  # calibration, also the warm-up
+    while True:
         elapsed = timer.timeit(number)
         if elapsed >= target_ns:
-            break
+            return number
         if elapsed <= 0:
             number *= 10
         else:
             number = max(number * 2, min(number * 10, int(number * target_ns / elapsed * 1.1)))
-    per_call = [t / number for t in timer.repeat(repeat=settings.rounds, number=number)]
-    return Timing(min(per_call), statistics.median(per_call), number, settings.rounds)
+
+
+def measure(jobs: dict[str, tuple[str, dict[str, Any]]], settings: Settings) -> dict[str, Timing]:
+    """Time each job's ``(statement, namespace)`` and return its per-call figures.
+
+    The jobs' rounds are interleaved (one round of each, then again), so a
+    burst of load on a shared machine hits every library alike.
+    """
+    timers = {
+        name: timeit.Timer(stmt, globals=ns, timer=time.perf_counter_ns)
+        for name, (stmt, ns) in jobs.items()
+    }
+    numbers = {name: calibrate(timer, settings) for name, timer in timers.items()}
+    samples: dict[str, list[float]] = {name: [] for name in timers}
+    for _ in range(settings.rounds):
+        for name, timer in timers.items():
+            samples[name].append(timer.timeit(numbers[name]) / numbers[name])
+    return {
+        name: Timing(min(s), statistics.median(s), numbers[name], settings.rounds)
+        for name, s in samples.items()
+    }
 
 
 # --------------------------------------------------------------------------
@@ -318,8 +337,7 @@ class MessageResult:
 
 def run_sample(libs: Sequence[Library], sample: Sample, settings: Settings) -> MessageResult:
     result = MessageResult(sample.name, len(sample.data))
-    for key, _, _ in MEASURES:
-        result.timings[key] = {}
+    jobs: dict[str, dict[str, tuple[str, dict[str, Any]]]] = {key: {} for key, _, _ in MEASURES}
     for lib in libs:
         try:
             parse_ns, serialize_ns, fresh_ns = prepare(lib, sample)
@@ -330,10 +348,10 @@ def run_sample(libs: Sequence[Library], sample: Sample, settings: Settings) -> M
             print(f"!! continuing without {lib.name} figures for it", file=sys.stderr)
             continue
         result.identical[lib.name] = eval(lib.serialize_expr, serialize_ns) == sample.data
-        t = result.timings
-        t["parse_fields"][lib.name] = measure(PARSE_EXPR, parse_ns, settings)
-        t["serialize"][lib.name] = measure(lib.serialize_expr, serialize_ns, settings)
-        t["serialize_fresh"][lib.name] = measure(lib.serialize_expr, fresh_ns, settings)
+        jobs["parse_fields"][lib.name] = (PARSE_EXPR, parse_ns)
+        jobs["serialize"][lib.name] = (lib.serialize_expr, serialize_ns)
+        jobs["serialize_fresh"][lib.name] = (lib.serialize_expr, fresh_ns)
+    result.timings = {key: measure(measure_jobs, settings) for key, measure_jobs in jobs.items()}
     return result
 
 
@@ -472,7 +490,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"{lib.name:<9}: {lib.version}")
     for name, reason in unavailable.items():
         print(f"{name:<9}: unavailable ({reason})")
-    print(f"timing   : {settings.rounds} rounds of ~{settings.round_time_s:g} s, best kept, gc off")
+    rounds = f"{settings.rounds} rounds of ~{settings.round_time_s:g} s"
+    print(f"timing   : {rounds} per figure, libraries interleaved, best kept, gc off")
 
     results = [run_sample(libs, sample, settings) for sample in messages.SAMPLES]
     verdicts = [verdict(key, target, results) for key, _, target in MEASURES]
