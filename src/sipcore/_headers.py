@@ -17,7 +17,15 @@ from typing import Final
 import attrs
 
 from ._errors import ParseError
-from ._uri import EMPTY_PARAMS, URI, Params, SipURI, parse_uri, split_hostport
+from ._uri import (
+    _HOSTNAME_CHARS,
+    EMPTY_PARAMS,
+    URI,
+    Params,
+    SipURI,
+    parse_uri,
+    split_hostport,
+)
 
 __all__ = ["Address", "CSeq", "Credentials", "Defect", "Via"]
 
@@ -89,6 +97,8 @@ LIST_HEADERS: Final = frozenset(
 )
 
 _TOKEN_CHARS: Final = frozenset(string.ascii_letters + string.digits + "-.!%*_+`'~")
+_WS: Final = " \t"
+_TOKEN_WS: Final = _TOKEN_CHARS | frozenset(" \t\r\n")
 _MAX_UINT32: Final = 2**32 - 1
 _DIGITS: Final = frozenset(string.digits)
 
@@ -280,23 +290,50 @@ class Via:
 
 def parse_via(text: str) -> Via:
     value = text.strip()
+    if value.startswith("SIP/2.0/") and '"' not in value:
+        # Fast path: "SIP/2.0/UDP host:port;params" with no LWS inside.
+        sp = value.find(" ", 8)
+        transport = value[8:sp]
+        rest = value[sp + 1 :].lstrip()
+        sent_by, semi, ptext = rest.partition(";")
+        if (
+            sp > 8
+            and " " not in sent_by
+            and "\t" not in sent_by
+            and _TOKEN_CHARS.issuperset(transport)
+        ):
+            host, _, port_text = sent_by.partition(":")
+            port: int | None
+            if (
+                host
+                and 0 < len(port_text) < 6
+                and port_text.isascii()
+                and port_text.isdigit()
+                and _HOSTNAME_CHARS.issuperset(host)
+                and int(port_text) <= 65535
+            ):
+                port = int(port_text)
+            else:
+                host, port = split_hostport(sent_by)
+            params = parse_header_params(ptext) if semi else EMPTY_PARAMS
+            return Via(transport, host, port, params)
+    return _parse_via_slow(value)
+
+
+def _parse_via_slow(value: str) -> Via:
     head, semi, ptext = value.partition(";") if '"' not in value else _partition_quoted(value)
     head = head.strip()
-    if head.count(" ") == 1 and head.count("/") == 2 and "\t" not in head:
-        proto, sent_by = head.split(" ")
-        name, version, transport = proto.split("/")
-    else:
-        # LWS may surround the slashes and the colon (RFC 3261 section 25.1).
-        joined = "/".join(part.strip() for part in head.split("/"))
-        pieces = joined.split(None, 1)
-        if len(pieces) != 2:
-            raise ParseError(f"bad Via {value[:80]!r}")
-        proto, sent_by = pieces
-        parts = proto.split("/")
-        if len(parts) != 3:
-            raise ParseError(f"bad Via protocol {proto!r}")
-        name, version, transport = parts
-        sent_by = "".join(sent_by.split())
+    # LWS may surround the slashes and the colon (RFC 3261 section 25.1).
+    joined = "/".join(part.strip() for part in head.split("/"))
+    pieces = joined.split(None, 1)
+    if len(pieces) != 2:
+        raise ParseError(f"bad Via {value[:80]!r}")
+    proto, sent_by = pieces
+    parts = proto.split("/")
+    if len(parts) != 3:
+        raise ParseError(f"bad Via protocol {proto!r}")
+    name, version, transport = parts
+    sent_by = "".join(sent_by.split())
     if not (is_token(name) and is_token(version) and is_token(transport)):
         raise ParseError(f"bad Via protocol {proto!r}")
     host, port = split_hostport(sent_by)
@@ -312,14 +349,30 @@ def _partition_quoted(value: str) -> tuple[str, str, str]:
     return parts[0], ";", ";".join(parts[1:])
 
 
+def _uri_key(value: URI | str) -> URI:
+    return parse_uri(value) if isinstance(value, str) else value
+
+
 @attrs.frozen
 class Address:
     """A name-addr or addr-spec with header parameters: From, To, Contact,
-    Route, Record-Route, Refer-To..."""
+    Route, Record-Route, Refer-To...
 
-    uri: URI
+    ``uri`` may be given as text; it is parsed on first access of
+    :attr:`uri` (a From tag can be read without parsing the From URI).
+    """
+
+    _uri: URI | str = attrs.field(alias="uri", eq=_uri_key, repr=lambda u: repr(str(u)))
     display_name: str | None = None
     params: Params = EMPTY_PARAMS
+
+    @property
+    def uri(self) -> URI:
+        uri = self._uri
+        if isinstance(uri, str):
+            uri = parse_uri(uri)
+            object.__setattr__(self, "_uri", uri)
+        return uri
 
     @property
     def tag(self) -> str | None:
@@ -346,6 +399,10 @@ class Address:
             raise ParseError(f"q value {value!r} out of range")
         return q
 
+    def with_tag(self, tag: str) -> Address:
+        """A copy with the ``tag`` parameter set (a UAS answering, a UAC's ACK/BYE)."""
+        return attrs.evolve(self, params=self.params.with_param("tag", tag))
+
     def __str__(self) -> str:
         out = ""
         if self.display_name is not None:
@@ -353,7 +410,7 @@ class Address:
             out = (
                 name if name and all(is_token(w) for w in name.split(" ")) else quote_string(name)
             ) + " "
-        return f"{out}<{self.uri}>{self.params.render()}"
+        return f"{out}<{self._uri}>{self.params.render()}"
 
 
 def parse_address(text: str, defects: list[Defect] | None, header: str | None = None) -> Address:
@@ -362,40 +419,43 @@ def parse_address(text: str, defects: list[Defect] | None, header: str | None = 
     ``defects`` is ``None`` in strict mode (any deviation raises).
     """
     s = text.strip()
-    if not s:
-        raise ParseError("empty address")
+    lt = s.find("<")
+    if lt < 0:
+        if not s:
+            raise ParseError("empty address")
+        if s[0] == '"':
+            raise ParseError("quoted display name without <URI>")
+        return _parse_addr_spec(s, defects, header)
     display: str | None = None
     if s[0] == '"':
         end = quoted_end(s, 0)
         display = _unquote(s[1:end])
-        rest = s[end + 1 :].lstrip()
-        if not rest.startswith("<"):
+        if s[end + 1 :].lstrip()[:1] != "<":
             raise ParseError("quoted display name without <URI>")
-    else:
-        lt = s.find("<")
-        if lt < 0:
-            return _parse_addr_spec(s, defects, header)
+        lt = s.find("<", end)
+    elif lt:
         name = s[:lt].strip()
         if name:
-            words = name.split()
-            if not all(is_token(w) for w in words):
+            if '"' in name:
+                raise ParseError("misplaced quote in display name")
+            if not _TOKEN_WS.issuperset(name):
                 tolerate(defects, "unquoted display name with non-token characters", header)
-            display = " ".join(words)
-        rest = s[lt:]
-    gt = rest.find(">")
+            display = " ".join(name.split())
+    gt = s.find(">", lt)
     if gt < 0:
         raise ParseError("unterminated <URI>")
-    uri_text = rest[1:gt]
-    if uri_text != uri_text.strip():
+    uri_text = s[lt + 1 : gt]
+    if not uri_text or uri_text[0] in _WS or uri_text[-1] in _WS:
+        if not uri_text.strip():
+            raise ParseError("empty <URI>")
         tolerate(defects, "whitespace inside <URI>", header)
         uri_text = uri_text.strip()
-    tail = rest[gt + 1 :].strip()
-    params = EMPTY_PARAMS
-    if tail:
-        if tail[0] != ";":
-            raise ParseError("junk after <URI>")
-        params = parse_header_params(tail[1:])
-    return Address(parse_uri(uri_text), display, params)
+    if gt + 1 == len(s):
+        return Address(uri_text, display)
+    tail = s[gt + 1 :].lstrip()
+    if tail[:1] != ";":
+        raise ParseError("junk after <URI>")
+    return Address(uri_text, display, parse_header_params(tail[1:]))
 
 
 def _parse_addr_spec(s: str, defects: list[Defect] | None, header: str | None) -> Address:
@@ -406,7 +466,9 @@ def _parse_addr_spec(s: str, defects: list[Defect] | None, header: str | None) -
     if "?" in uri_text or "," in uri_text:
         tolerate(defects, "URI with '?' or ',' outside <>", header)
     params = parse_header_params(ptext) if semi else EMPTY_PARAMS
-    return Address(parse_uri(uri_text), None, params)
+    if not uri_text:
+        raise ParseError("empty address")
+    return Address(uri_text, None, params)
 
 
 @attrs.frozen
@@ -421,6 +483,16 @@ class CSeq:
 
 
 def parse_cseq(text: str) -> CSeq:
+    number, sp, method = text.partition(" ")
+    if (
+        sp
+        and 0 < len(number) < 10
+        and number.isascii()
+        and number.isdigit()
+        and _TOKEN_CHARS.issuperset(method)
+        and method
+    ):
+        return CSeq(int(number), method)
     parts = text.split()
     if len(parts) != 2:
         raise ParseError(f"bad CSeq {text[:80]!r}")

@@ -13,8 +13,8 @@ round trip, and no input can make decoding fail.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator
-from typing import Any, ClassVar, Final
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from typing import Any, ClassVar, Final, TypeVar, overload
 
 import attrs
 
@@ -80,11 +80,65 @@ DEFAULT_LIMITS: Final = Limits()
 _EDIT_LIMITS: Final = Limits(max_headers=1 << 30)
 
 
+_T = TypeVar("_T")
+_UNPARSED: Final = object()
+
+
+class LazyValues(Sequence[_T]):
+    """The values of a list header, each parsed on first access.
+
+    A proxy reading ``msg.via[0]`` never pays for the Vias below it.
+    Compares equal to any sequence holding the same values. It holds no
+    reference to its message (the message caches it: a cycle would leave
+    every parsed message to the cyclic garbage collector).
+    """
+
+    __slots__ = ("_items", "_key", "_parse", "_texts")
+
+    def __init__(self, key: str, texts: list[str], parse: Callable[[str], _T]):
+        self._key = key
+        self._texts = texts
+        self._parse = parse
+        self._items: list[Any] = [_UNPARSED] * len(texts)
+
+    def __len__(self) -> int:
+        return len(self._texts)
+
+    @overload
+    def __getitem__(self, index: int) -> _T: ...
+    @overload
+    def __getitem__(self, index: slice) -> tuple[_T, ...]: ...
+    def __getitem__(self, index: int | slice) -> _T | tuple[_T, ...]:
+        if isinstance(index, slice):
+            return tuple(self[i] for i in range(*index.indices(len(self._texts))))
+        item = self._items[index]
+        if item is _UNPARSED:
+            try:
+                item = self._items[index] = self._parse(self._texts[index])
+            except ParseError as exc:
+                raise ParseError(
+                    f"{pretty_name(self._key)}: {exc.reason}", exc.status_hint
+                ) from None
+        return item  # type: ignore[no-any-return]
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, Sequence) or isinstance(other, str):
+            return NotImplemented
+        return len(self) == len(other) and all(a == b for a, b in zip(self, other, strict=True))
+
+    __hash__ = None  # type: ignore[assignment]
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}({list(self)!r})"
+
+
 def _key_of(name: str) -> str:
     key = _NAME_CACHE.get(name)
     if key is None:
         key = canonical_name(name)
-        if len(_NAME_CACHE) < _NAME_CACHE_MAX:
+        # A name with leading whitespace is a folded continuation line: never
+        # cache it, so that the fast path sends such messages the slow way.
+        if len(_NAME_CACHE) < _NAME_CACHE_MAX and name[:1] not in (" ", "\t"):
             _NAME_CACHE[name] = key
     return key
 
@@ -95,16 +149,27 @@ class Message:
     Not thread-safe; a message belongs to one task at a time.
     """
 
-    __slots__ = ("_body", "_cache", "_defects", "_eols", "_index", "_lines", "_raw", "_sep")
+    __slots__ = (
+        "_body",
+        "_body_start",
+        "_cache",
+        "_defects",
+        "_eols",
+        "_keys",
+        "_lines",
+        "_raw",
+        "_sep",
+    )
 
     _lines: list[str]  # start line, then one entry per header (folded lines kept whole)
     _eols: list[str] | None  # terminator after each line but the last; None: all CRLF
     _sep: str  # what ends the last header line and the header section
-    _index: dict[str, list[int]]
+    _keys: list[str]  # canonical header name of each line; ":start" for the start line
     _cache: dict[str, Any]
     _body: bytes
     _raw: bytes | None  # the exact input while nothing was edited
     _defects: list[Defect] | None  # None in strict mode: defects raise
+    _body_start: int  # while parsing: where the body starts in the input
 
     is_request: ClassVar[bool]
 
@@ -128,31 +193,41 @@ class Message:
         self._raw = raw
         self._cache = {}
         self._defects = defects
-        self._index = self._build_index(limits)
+        self._keys = self._build_keys(limits)
 
-    def _build_index(self, limits: Limits = DEFAULT_LIMITS) -> dict[str, list[int]]:
+    def _build_keys(self, limits: Limits = DEFAULT_LIMITS) -> list[str]:
         lines = self._lines
         if len(lines) - 1 > limits.max_headers:
             raise ParseError(f"more than {limits.max_headers} header fields", 400, self)
-        index: dict[str, list[int]] = {}
-        cache = _NAME_CACHE
-        for i in range(1, len(lines)):
-            line = lines[i]
-            colon = line.find(":")
-            if colon <= 0:
-                raise ParseError(f"header line without a name: {line[:60]!r}", 400, self)
-            name = line[:colon]
-            key = cache.get(name)
-            if key is None:
-                if not is_token(name.strip()):
-                    raise ParseError(f"bad header name {name[:60]!r}", 400, self)
-                key = _key_of(name)
-            slot = index.get(key)
-            if slot is None:
-                index[key] = [i]
-            else:
-                slot.append(i)
-        return index
+        # C-speed passes over the lines; the per-line Python work happens
+        # only for names not seen before.
+        keys = list(map(_NAME_CACHE.get, [line[: line.find(":")] for line in lines]))
+        keys[0] = ":start"
+        if None in keys:
+            for i in range(1, len(lines)):
+                if keys[i] is None:
+                    line = lines[i]
+                    colon = line.find(":")
+                    name = line[:colon]
+                    if colon <= 0 or not is_token(name.strip()):
+                        raise ParseError(f"bad header line {line[:60]!r}", 400, self)
+                    keys[i] = _key_of(name)
+        return keys  # type: ignore[return-value]
+
+    def _positions(self, key: str) -> list[int]:
+        keys = self._keys
+        if key not in keys:
+            return []
+        i = keys.index(key)
+        if keys.count(key) == 1:
+            return [i]
+        out = []
+        while True:
+            out.append(i)
+            try:
+                i = keys.index(key, i + 1)
+            except ValueError:
+                return out
 
     # -- raw header access ----------------------------------------------
 
@@ -172,7 +247,7 @@ class Message:
             self._defects.append(defect)
 
     def __contains__(self, name: object) -> bool:
-        return isinstance(name, str) and _key_of(name) in self._index
+        return isinstance(name, str) and _key_of(name) in self._keys
 
     def get(self, name: str) -> str | None:
         """The first value of a header (long or compact name, any case).
@@ -187,18 +262,22 @@ class Message:
         """Every value of a header, in order; list headers are split on the
         commas their grammar allows (never inside quotes or ``<...>``)."""
         key = _key_of(name)
-        idx = self._index.get(key)
+        idx = self._positions(key)
         if not idx:
             return []
-        if key in LIST_HEADERS:
-            out: list[str] = []
-            for i in idx:
-                try:
-                    out.extend(v.strip() for v in split_list(self._value(i)))
-                except ParseError as exc:
-                    raise self._wrap(exc, key) from None
-            return out
-        return [self._value(i) for i in idx]
+        values = [self._value(i) for i in idx]
+        if key not in LIST_HEADERS:
+            return values
+        out: list[str] = []
+        for value in values:
+            if "," not in value:
+                out.append(value)
+                continue
+            try:
+                out += [v.strip() for v in split_list(value)]
+            except ParseError as exc:
+                raise self._wrap(exc, key) from None
+        return out
 
     def headers(self) -> list[tuple[str, str]]:
         """Every header line as ``(name as written, unfolded value)``, in order."""
@@ -209,7 +288,7 @@ class Message:
 
     def count(self, name: str) -> int:
         """How many header lines carry ``name``."""
-        return len(self._index.get(_key_of(name), ()))
+        return self._keys.count(_key_of(name))
 
     # -- structured access ----------------------------------------------
 
@@ -219,23 +298,22 @@ class Message:
         return ParseError(f"{pretty_name(key)}: {exc.reason}", exc.status_hint, self)
 
     def _first(self, key: str) -> str | None:
-        idx = self._index.get(key)
-        return self._value(idx[0]) if idx else None
+        keys = self._keys
+        return self._value(keys.index(key)) if key in keys else None
 
     def _required(self, key: str) -> str:
-        idx = self._index.get(key)
-        if not idx:
+        keys = self._keys
+        if key not in keys:
             raise ParseError(f"missing {pretty_name(key)} header", 400, self)
-        return self._value(idx[0])
+        return self._value(keys.index(key))
 
-    def _addresses(self, key: str) -> tuple[Address, ...]:
+    def _addresses(self, key: str) -> LazyValues[Address]:
         cached = self._cache.get(key)
         if cached is None:
-            try:
-                cached = tuple(parse_address(v, self._defects, key) for v in self.get_all(key))
-            except ParseError as exc:
-                raise self._wrap(exc, key) from None
-            self._cache[key] = cached
+            defects = self._defects
+            cached = self._cache[key] = LazyValues(
+                key, self.get_all(key), lambda v: parse_address(v, defects, key)
+            )
         return cached
 
     def _address(self, key: str) -> Address:
@@ -261,8 +339,11 @@ class Message:
         """Kamailio: ``$cs`` and ``$cs(method)``."""
         cached = self._cache.get("cseq")
         if cached is None:
+            keys = self._keys
+            if "cseq" not in keys:
+                raise ParseError("missing CSeq header", 400, self)
             try:
-                cached = self._cache["cseq"] = parse_cseq(self._required("cseq"))
+                cached = self._cache["cseq"] = parse_cseq(self._value(keys.index("cseq")))
             except ParseError as exc:
                 raise self._wrap(exc, "cseq") from None
         return cached
@@ -278,41 +359,39 @@ class Message:
         return self._address("to")
 
     @property
-    def via(self) -> tuple[Via, ...]:
-        """Every Via value, topmost first. Kamailio: ``$hdr(Via)``, ``$sel(via[1])``."""
+    def via(self) -> LazyValues[Via]:
+        """Every Via value, topmost first, each parsed when first read.
+
+        Kamailio: ``$hdr(Via)``, ``@via[1]``.
+        """
         cached = self._cache.get("via")
         if cached is None:
-            try:
-                cached = tuple(parse_via(v) for v in self.get_all("via"))
-            except ParseError as exc:
-                raise self._wrap(exc, "via") from None
-            self._cache["via"] = cached
+            cached = self._cache["via"] = LazyValues("via", self.get_all("via"), parse_via)
         return cached
 
     @property
     def contact_is_star(self) -> bool:
         """True for ``Contact: *`` (a REGISTER removing every binding)."""
-        values = self.get_all("contact")
-        return len(values) == 1 and values[0] == "*"
+        return self._first("contact") == "*" and self._keys.count("contact") == 1
 
     @property
-    def contact(self) -> tuple[Address, ...]:
+    def contact(self) -> Sequence[Address]:
         """Every Contact value; empty for ``Contact: *`` (see contact_is_star)."""
         if self.contact_is_star:
             return ()
         return self._addresses("contact")
 
     @property
-    def route(self) -> tuple[Address, ...]:
+    def route(self) -> Sequence[Address]:
         return self._addresses("route")
 
     @property
-    def record_route(self) -> tuple[Address, ...]:
+    def record_route(self) -> Sequence[Address]:
         return self._addresses("record-route")
 
     @property
     def max_forwards(self) -> int | None:
-        """Kamailio: ``$mf`` / maxfwd module. None when absent."""
+        """Kamailio: ``$hdr(Max-Forwards)``, the maxfwd module. None when absent."""
         cached = self._cache.get("max-forwards", self)
         if cached is not self:
             return cached  # type: ignore[no-any-return]
@@ -396,18 +475,23 @@ class Message:
         range or not matching the method); returns the tolerated defects.
         """
         for key in _SINGLE:
-            if len(self._index.get(key, ())) > 1:
+            if self._keys.count(key) > 1:
                 raise ParseError(f"more than one {pretty_name(key)} header", 400, self)
         for key in ("via", "call-id", "cseq", "from", "to"):
-            if key not in self._index:
+            if key not in self._keys:
                 raise ParseError(f"missing {pretty_name(key)} header", 400, self)
         if not self.via:
             raise ParseError("missing Via header", 400, self)
-        self.call_id, self.cseq, self.from_, self.to  # noqa: B018 - parse for errors
-        self.contact, self.route, self.record_route, self.max_forwards  # noqa: B018
-        self.expires, self.authorization, self.proxy_authorization  # noqa: B018
+        self.call_id, self.cseq, self.max_forwards, self.expires  # noqa: B018 - parse for errors
+        self.authorization, self.proxy_authorization  # noqa: B018
         for via in self.via:
             via.rport, via.ttl  # noqa: B018
+        addresses = [self.from_, self.to, *self.contact, *self.route, *self.record_route]
+        for address in addresses:
+            try:
+                address.uri  # noqa: B018
+            except ParseError as exc:
+                raise ParseError(f"URI in an address: {exc.reason}", 400, self) from None
         for contact in self.contact:
             contact.expires, contact.q  # noqa: B018
         date = self._first("date")
@@ -424,7 +508,7 @@ class Message:
     def _edited(self, key: str) -> None:
         self._raw = None
         self._cache.pop(key, None)
-        self._index = self._build_index(_EDIT_LIMITS)
+        self._keys = self._build_keys(_EDIT_LIMITS)
 
     def _eol_insert(self, pos: int) -> None:
         # A line inserted at ``pos`` gets a CRLF after the line before it.
@@ -448,7 +532,7 @@ class Message:
         """
         line = self._line(name, value)
         key = _key_of(name)
-        idx = self._index.get(key)
+        idx = self._positions(key)
         if not idx:
             pos = 1 if first else len(self._lines)
         else:
@@ -460,7 +544,7 @@ class Message:
     def remove_header(self, name: str) -> int:
         """Remove every line of a header; returns how many went. Kamailio: ``remove_hf``."""
         key = _key_of(name)
-        idx = self._index.get(key)
+        idx = self._positions(key)
         if not idx:
             return 0
         for i in reversed(idx):
@@ -475,7 +559,7 @@ class Message:
         and any further lines of that name are removed."""
         line = self._line(name, value)
         key = _key_of(name)
-        idx = self._index.get(key)
+        idx = self._positions(key)
         if not idx:
             self.add_header(name, value)
             return
@@ -490,7 +574,7 @@ class Message:
         """Remove the first value of a header (the top Via, the first Route)
         and return it; a line holding several values keeps the others."""
         key = _key_of(name)
-        idx = self._index.get(key)
+        idx = self._positions(key)
         if not idx:
             return None
         i = idx[0]
@@ -511,7 +595,7 @@ class Message:
         self._body = bytes(body)
         if content_type is not None:
             self.replace_header("Content-Type", content_type)
-        idx = self._index.get("content-length")
+        idx = self._positions("content-length")
         if idx:
             written = self._lines[idx[0]][: self._lines[idx[0]].find(":")].strip()
             self.replace_header(written, str(len(self._body)))
@@ -584,7 +668,7 @@ class Request(Message):
         cseq = self.cseq
         if cseq.method != self.method:
             raise ParseError(f"CSeq method {cseq.method} does not match {self.method}", 400, self)
-        if "max-forwards" not in self._index:
+        if "max-forwards" not in self._keys:
             self._defect("missing Max-Forwards (RFC 2543 element?)", "max-forwards")
 
     def __repr__(self) -> str:
@@ -699,17 +783,11 @@ def _locate_head(data: bytes, start: int, defects: list[Defect] | None) -> tuple
     return n, n, ""
 
 
-def parse_head(
-    head: bytes, defects: list[Defect] | None, limits: Limits
-) -> tuple[Request | Response, list[str], list[str] | None]:
-    """Parse the start line and index the header lines (no body yet)."""
-    text = head.decode(ENCODING, ERRORS)
-    lines, eols = _split_head(text)
+def _start_line(
+    lines: list[str], eols: list[str] | None, defects: list[Defect] | None, limits: Limits
+) -> Request | Response:
+    """A message object with its start line parsed (headers not yet attached)."""
     first = lines[0]
-    if len(text) > limits.max_header_length:
-        for i in range(1, len(lines)):
-            if len(lines[i]) > limits.max_header_length:
-                raise ParseError(f"header line longer than {limits.max_header_length}", 400)
     msg: Request | Response
     if first[:4].upper() == "SIP/":
         version, _, rest = first.partition(" ")
@@ -722,23 +800,42 @@ def parse_head(
         msg.status_code = int(code)
         msg.reason = reason
         msg.version = version
-    else:
-        method, uri, version = _request_line(first, defects, limits)
-        msg = Request.__new__(Request)
-        msg.method = method
-        msg._uri_text = uri
-        msg.version = version
-        if not _check_version(version):
-            msg._setup(lines, b"", eols=eols, defects=defects, limits=limits)
-            raise ParseError(f"unsupported version {version[:20]!r}", 505, msg)
-    return msg, lines, eols
+        return msg
+    method, uri, version = _request_line(first, defects, limits)
+    if version[:4].upper() != "SIP/":
+        raise ParseError(f"not a SIP request line: {first[:80]!r}", 400)
+    msg = Request.__new__(Request)
+    msg.method = method
+    msg._uri_text = uri
+    msg.version = version
+    if not _check_version(version):
+        msg._setup(lines, b"", eols=eols, defects=defects, limits=limits)
+        raise ParseError(f"unsupported version {version[:20]!r}", 505, msg)
+    return msg
+
+
+def parse_head(head: bytes, defects: list[Defect] | None, limits: Limits) -> Request | Response:
+    """Parse a CRLF header section (no body): used by streams and builders."""
+    text = head.decode(ENCODING, ERRORS)
+    lines, eols = _split_head(text)
+    if len(text) > limits.max_header_length:
+        for line in lines:
+            if len(line) > limits.max_header_length:
+                raise ParseError(f"header line longer than {limits.max_header_length}", 400)
+    msg = _start_line(lines, eols, defects, limits)
+    msg._setup(lines, b"", eols=eols, defects=defects, limits=limits)
+    return msg
 
 
 def _content_length(msg: Message) -> int | None:
-    idx = msg._index.get("content-length")
-    if not idx:
+    keys = msg._keys
+    if "content-length" not in keys:
         return None
-    values = {msg._value(i) for i in idx}
+    if keys.count("content-length") == 1:
+        value = msg._value(keys.index("content-length"))
+        if len(value) < 10 and value.isascii() and value.isdigit():
+            return int(value)
+    values = {msg._value(i) for i in msg._positions("content-length")}
     if len(values) > 1:
         raise ParseError("conflicting Content-Length values", 400, msg)
     try:
@@ -766,7 +863,8 @@ def parse_message(
     """
     if type(data) is not bytes:
         data = bytes(data)
-    limits = limits or DEFAULT_LIMITS
+    if limits is None:
+        limits = DEFAULT_LIMITS
     n = len(data)
     if n > limits.max_message_size:
         raise ParseError(f"message larger than {limits.max_message_size} octets", 413)
@@ -776,9 +874,33 @@ def parse_message(
         start += 2
     if start >= n:
         raise ParseError("empty message", 400)
-    end, body_start, sep = _locate_head(data, start, defects)
-    msg, lines, eols = parse_head(data[start:end], defects, limits)
-    msg._setup(lines, b"", eols=eols, sep=sep, defects=defects, limits=limits)
+    msg: Request | Response
+    end = data.find(b"\r\n\r\n", start)
+    if end >= 0:
+        # Fast path: CRLF line ends, no folding, every header name seen before.
+        text = data[start:end].decode(ENCODING, ERRORS)
+        lines = text.split("\r\n")
+        keys = list(map(_NAME_CACHE.get, [line.partition(":")[0] for line in lines]))
+        keys[0] = ":start"
+        if (
+            None in keys
+            or len(lines) > limits.max_headers
+            or end - start > limits.max_header_length
+            or text.count("\n") != len(lines) - 1
+        ):
+            msg = _parse_head_slow(data, start, defects, limits)
+        else:
+            msg = _start_line(lines, None, defects, limits)
+            msg._lines = lines
+            msg._keys = keys  # type: ignore[assignment]
+            msg._eols = None
+            msg._sep = "\r\n\r\n"
+            msg._cache = {}
+            msg._defects = defects
+            msg._body_start = end + 4
+    else:
+        msg = _parse_head_slow(data, start, defects, limits)
+    body_start = msg._body_start
     length = _content_length(msg)
     if length is None:
         body = data[body_start:]
@@ -787,6 +909,7 @@ def parse_message(
         stop = body_start + length
         if stop > n:
             msg._body = data[body_start:]
+            msg._raw = None
             raise ParseError(
                 f"Content-Length {length} exceeds the {n - body_start} octets received", 400, msg
             )
@@ -798,6 +921,23 @@ def parse_message(
     return msg
 
 
+def _parse_head_slow(
+    data: bytes, start: int, defects: list[Defect] | None, limits: Limits
+) -> Request | Response:
+    """Bare LF line ends, folding, new header names, limits: the careful way."""
+    end, body_start, sep = _locate_head(data, start, defects)
+    text = data[start:end].decode(ENCODING, ERRORS)
+    lines, eols = _split_head(text)
+    if len(text) > limits.max_header_length:
+        for line in lines:
+            if len(line) > limits.max_header_length:
+                raise ParseError(f"header line longer than {limits.max_header_length}", 400)
+    msg = _start_line(lines, eols, defects, limits)
+    msg._setup(lines, b"", eols=eols, sep=sep, defects=defects, limits=limits)
+    msg._body_start = body_start
+    return msg
+
+
 def build_message(
     start_line: str, headers: Iterable[tuple[str, str]], body: bytes
 ) -> Request | Response:
@@ -806,6 +946,6 @@ def build_message(
     for name, value in headers:
         lines.append(Message._line(name, value))
     data = "\r\n".join(lines).encode(ENCODING, ERRORS)
-    head_msg, parsed_lines, eols = parse_head(data, [], DEFAULT_LIMITS)
-    head_msg._setup(parsed_lines, bytes(body), eols=eols, defects=[])
-    return head_msg
+    msg = parse_head(data, [], _EDIT_LIMITS)
+    msg._body = bytes(body)
+    return msg

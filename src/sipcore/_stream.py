@@ -116,8 +116,7 @@ class StreamParser:
                     raise ParseError(f"header section larger than {limit} octets", 413)
                 return NEED_DATA
             defects: list[Defect] | None = None if self._strict else []
-            msg, lines, eols = parse_head(bytes(buf[:end]), defects, self._limits)
-            msg._setup(lines, b"", eols=eols, defects=defects, limits=self._limits)
+            msg = parse_head(bytes(buf[:end]), defects, self._limits)
             length = _content_length(msg)
             if length is None:
                 raise ParseError("missing Content-Length on a stream transport", 400, msg)

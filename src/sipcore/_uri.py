@@ -376,8 +376,12 @@ def _parse_sip(text: str, scheme: str, rest: str) -> SipURI:
         u, colon, p = userinfo.partition(":")
         if not u:
             raise ParseError(f"empty user in {text[:80]!r}")
-        user = _unescape(u)
-        password = _unescape(p) if colon else None
+        if "%" in userinfo:
+            user = _unescape(u)
+            password = _unescape(p) if colon else None
+        else:
+            user = u
+            password = p if colon else None
     headers: tuple[tuple[str, str], ...] = ()
     if "?" in rest:
         rest, _, htext = rest.partition("?")
@@ -389,8 +393,20 @@ def _parse_sip(text: str, scheme: str, rest: str) -> SipURI:
             hs.append((_unescape(name), _unescape(value)))
         headers = tuple(hs)
     hostport, semi, ptext = rest.partition(";")
-    host, port = split_hostport(hostport)
-    params = parse_params(ptext, unescape=True, what="URI parameter") if semi else EMPTY_PARAMS
+    host, colon, port_text = hostport.partition(":")
+    if (
+        host
+        and _HOSTNAME_CHARS.issuperset(host)
+        and (not colon or (0 < len(port_text) < 6 and port_text.isascii() and port_text.isdigit()))
+    ):
+        port = int(port_text) if colon else None
+        if port is not None and port > MAX_PORT:
+            raise ParseError(f"port {port} out of range")
+    else:
+        host, port = split_hostport(hostport)
+    params = (
+        parse_params(ptext, unescape="%" in ptext, what="URI parameter") if semi else EMPTY_PARAMS
+    )
     uri = SipURI(host, user, password, port, params, headers, scheme)
     object.__setattr__(uri, "_text", text)
     return uri
