@@ -40,7 +40,11 @@ NEED_DATA: Final = NeedData.NEED_DATA
 @attrs.frozen
 class KeepAlive:
     """A CRLF keepalive: ``ping`` is a double CRLF (answer it with a single
-    CRLF), otherwise a single CRLF (a pong, or stray CRLF between messages)."""
+    CRLF), otherwise a single CRLF (a pong, or stray CRLF between messages).
+
+    A single CRLF is reported once the octet after it has arrived: until
+    then it cannot be told from the first half of a ping.
+    """
 
     ping: bool
 
@@ -102,9 +106,7 @@ class StreamParser:
                     del buf[:4]
                     return _PING
                 if len(buf) < 4 and b"\r\n\r\n".startswith(bytes(buf)):
-                    if bytes(buf) == b"\r\n":
-                        del buf[:2]
-                        return _PONG
+                    # A lone CRLF may be half a ping: wait for the next octet.
                     return NEED_DATA
                 if buf[:2] == b"\r\n":
                     del buf[:2]
