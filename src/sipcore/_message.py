@@ -503,6 +503,9 @@ class Message:
     def _validate_start(self) -> None:
         raise NotImplementedError
 
+    def _canonical_start(self) -> str:
+        raise NotImplementedError
+
     # -- edits --------------------------------------------------------------
 
     def _edited(self, key: str) -> None:
@@ -609,6 +612,11 @@ class Message:
         raw = self._raw
         if raw is not None:
             return raw
+        # An edited message is one this element sends on: the start line is
+        # written canonically (RFC 4475 3.1.2.4-6: a tolerated malformed
+        # request line must not be forwarded) and the header section ends.
+        self._lines[0] = self._canonical_start()
+        sep = self._sep if self._sep in ("\r\n\r\n", "\r\n\n", "\n\n") else "\r\n\r\n"
         if self._eols is None:
             head = "\r\n".join(self._lines)
         else:
@@ -618,7 +626,7 @@ class Message:
                 parts.append(eol)
             parts.append(self._lines[-1])
             head = "".join(parts)
-        raw = (head + self._sep).encode(ENCODING, ERRORS) + self._body
+        raw = (head + sep).encode(ENCODING, ERRORS) + self._body
         self._raw = raw
         return raw
 
@@ -661,6 +669,9 @@ class Request(Message):
     def start_line(self) -> str:
         return self._lines[0]
 
+    def _canonical_start(self) -> str:
+        return f"{self.method} {self._uri_text} {SIP_VERSION}"
+
     def _validate_start(self) -> None:
         uri = self.uri
         if isinstance(uri, SipURI) and uri.headers:
@@ -688,6 +699,9 @@ class Response(Message):
     @property
     def start_line(self) -> str:
         return self._lines[0]
+
+    def _canonical_start(self) -> str:
+        return f"{SIP_VERSION} {self.status_code} {self.reason}"
 
     def _validate_start(self) -> None:
         pass
