@@ -1067,11 +1067,6 @@ def test_rfc5118_ipv6_bad_unbracketed_request_uri_address_is_refused() -> None:
     assert sip(msg.contact[0].uri).host == "[2001:db8::1]"
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="parser bug: validate() reports a bad URI inside From/To/Contact/Route as "
-    "'URI in an address: ...' without naming the header",
-)
 def test_rfc5118_ipv6_bad_unbracketed_address_in_contact_is_refused_naming_contact() -> None:
     # The same mistake as section 4.2, moved from the Request-URI into the Contact.
     data = datagram("rfc5118", "ipv6-good.dat")

@@ -486,12 +486,19 @@ class Message:
         self.authorization, self.proxy_authorization  # noqa: B018
         for via in self.via:
             via.rport, via.ttl  # noqa: B018
-        addresses = [self.from_, self.to, *self.contact, *self.route, *self.record_route]
-        for address in addresses:
-            try:
-                address.uri  # noqa: B018
-            except ParseError as exc:
-                raise ParseError(f"URI in an address: {exc.reason}", 400, self) from None
+        addresses = [
+            ("from", [self.from_]),
+            ("to", [self.to]),
+            ("contact", self.contact),
+            ("route", self.route),
+            ("record-route", self.record_route),
+        ]
+        for key, values in addresses:
+            for address in values:
+                try:
+                    address.uri  # noqa: B018
+                except ParseError as exc:
+                    raise self._wrap(exc, key) from None
         for contact in self.contact:
             contact.expires, contact.q  # noqa: B018
         date = self._first("date")
