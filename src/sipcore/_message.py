@@ -216,18 +216,15 @@ class Message:
 
     def _positions(self, key: str) -> list[int]:
         keys = self._keys
-        if key not in keys:
+        count = keys.count(key)
+        if not count:
             return []
         i = keys.index(key)
-        if keys.count(key) == 1:
-            return [i]
-        out = []
-        while True:
+        out = [i]
+        for _ in range(count - 1):
+            i = keys.index(key, i + 1)
             out.append(i)
-            try:
-                i = keys.index(key, i + 1)
-            except ValueError:
-                return out
+        return out
 
     # -- raw header access ----------------------------------------------
 
@@ -261,11 +258,16 @@ class Message:
     def get_all(self, name: str) -> list[str]:
         """Every value of a header, in order; list headers are split on the
         commas their grammar allows (never inside quotes or ``<...>``)."""
-        key = _key_of(name)
-        idx = self._positions(key)
-        if not idx:
+        return self._values_of(_key_of(name))
+
+    def _values_of(self, key: str) -> list[str]:
+        keys = self._keys
+        if key not in keys:
             return []
-        values = [self._value(i) for i in idx]
+        if keys.count(key) == 1:
+            values = [self._value(keys.index(key))]
+        else:
+            values = [self._value(i) for i in self._positions(key)]
         if key not in LIST_HEADERS:
             return values
         out: list[str] = []
@@ -312,15 +314,18 @@ class Message:
         if cached is None:
             defects = self._defects
             cached = self._cache[key] = LazyValues(
-                key, self.get_all(key), lambda v: parse_address(v, defects, key)
+                key, self._values_of(key), lambda v: parse_address(v, defects, key)
             )
         return cached
 
     def _address(self, key: str) -> Address:
         cached = self._cache.get(key)
         if cached is None:
+            keys = self._keys
+            if key not in keys:
+                raise ParseError(f"missing {pretty_name(key)} header", 400, self)
             try:
-                cached = parse_address(self._required(key), self._defects, key)
+                cached = parse_address(self._value(keys.index(key)), self._defects, key)
             except ParseError as exc:
                 raise self._wrap(exc, key) from None
             self._cache[key] = cached
@@ -366,7 +371,7 @@ class Message:
         """
         cached = self._cache.get("via")
         if cached is None:
-            cached = self._cache["via"] = LazyValues("via", self.get_all("via"), parse_via)
+            cached = self._cache["via"] = LazyValues("via", self._values_of("via"), parse_via)
         return cached
 
     @property

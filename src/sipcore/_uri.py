@@ -60,9 +60,12 @@ class Params(Mapping[str, "str | None"]):
     items_: tuple[tuple[str, str | None], ...] = ()
 
     def _find(self, name: str) -> int:
+        for i, (key, _) in enumerate(self.items_):  # exact spelling first: the common case
+            if key == name:
+                return i
         lname = name.lower()
         for i, (key, _) in enumerate(self.items_):
-            if key == lname or key.lower() == lname:
+            if key.lower() == lname:
                 return i
         return -1
 
@@ -76,6 +79,9 @@ class Params(Mapping[str, "str | None"]):
         return isinstance(name, str) and self._find(name) >= 0
 
     def get(self, name: str, default: str | None = None) -> str | None:  # type: ignore[override]
+        for key, value in self.items_:
+            if key == name:
+                return value
         i = self._find(name)
         return default if i < 0 else self.items_[i][1]
 
