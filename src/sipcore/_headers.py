@@ -22,7 +22,6 @@ from ._uri import (
     EMPTY_PARAMS,
     URI,
     Params,
-    SipURI,
     parse_uri,
     split_hostport,
 )
@@ -507,18 +506,6 @@ def parse_cseq(text: str) -> CSeq:
     return CSeq(value, method)
 
 
-def parse_uint(text: str, what: str, limit: int = _MAX_UINT32) -> int:
-    """A non-negative decimal (leading zeros allowed) no larger than ``limit``."""
-    text = text.strip()
-    digits = text.lstrip("0") or "0"
-    if not text or not _DIGITS.issuperset(text) or len(digits) > 10:
-        raise ParseError(f"bad {what} {text[:20]!r}")
-    value = int(digits)
-    if value > limit:
-        raise ParseError(f"{what} {value} out of range")
-    return value
-
-
 def parse_delta_seconds(text: str) -> int:
     """delta-seconds; values above 2**32-1 mean 2**32-1 (RFC 3261 section 25.1)."""
     text = text.strip()
@@ -611,7 +598,3 @@ def parse_credentials(text: str) -> Credentials:
                 val = _unquote(val[1:end])
             items.append((name, val if eq else None))
     return Credentials(scheme, Params(tuple(items)))
-
-
-def is_sip_uri(uri: URI) -> bool:
-    return isinstance(uri, SipURI)

@@ -32,13 +32,12 @@ from ._headers import (
     parse_credentials,
     parse_cseq,
     parse_delta_seconds,
-    parse_uint,
     parse_via,
     pretty_name,
     split_list,
     tolerate,
 )
-from ._uri import URI, SipURI, parse_uri
+from ._uri import URI, SipURI, parse_uint, parse_uri
 
 __all__ = ["Limits", "Message", "Request", "Response", "parse_message"]
 
@@ -52,12 +51,6 @@ _MAX_UINT32: Final = 2**32 - 1
 _SINGLE: Final = frozenset(
     {"call-id", "cseq", "from", "to", "max-forwards", "content-length", "content-type", "expires"}
 )
-KNOWN_METHODS: Final = frozenset(
-    {
-        "INVITE", "ACK", "BYE", "CANCEL", "OPTIONS", "REGISTER", "PRACK", "SUBSCRIBE",
-        "NOTIFY", "PUBLISH", "INFO", "REFER", "MESSAGE", "UPDATE",
-    }
-)  # fmt: skip
 
 # Header name as written -> canonical key. Filled as names are seen; bounded
 # so that a stream of random names cannot grow it without limit.
@@ -309,6 +302,10 @@ class Message:
             raise ParseError(f"missing {pretty_name(key)} header", 400, self)
         return self._value(keys.index(key))
 
+    @property
+    def start_line(self) -> str:
+        return self._lines[0]
+
     def _addresses(self, key: str) -> LazyValues[Address]:
         cached = self._cache.get(key)
         if cached is None:
@@ -321,11 +318,9 @@ class Message:
     def _address(self, key: str) -> Address:
         cached = self._cache.get(key)
         if cached is None:
-            keys = self._keys
-            if key not in keys:
-                raise ParseError(f"missing {pretty_name(key)} header", 400, self)
+            value = self._required(key)
             try:
-                cached = parse_address(self._value(keys.index(key)), self._defects, key)
+                cached = parse_address(value, self._defects, key)
             except ParseError as exc:
                 raise self._wrap(exc, key) from None
             self._cache[key] = cached
@@ -673,13 +668,9 @@ class Request(Message):
         text = str(value)
         parsed = parse_uri(text) if isinstance(value, str) else value
         self._uri_text = text
-        self._lines[0] = f"{self.method} {text} {self.version}"
+        self._lines[0] = self._canonical_start()
         self._cache[":uri"] = parsed
         self._raw = None
-
-    @property
-    def start_line(self) -> str:
-        return self._lines[0]
 
     def _canonical_start(self) -> str:
         return f"{self.method} {self._uri_text} {SIP_VERSION}"
@@ -707,10 +698,6 @@ class Response(Message):
     status_code: int
     reason: str
     version: str
-
-    @property
-    def start_line(self) -> str:
-        return self._lines[0]
 
     def _canonical_start(self) -> str:
         return f"{SIP_VERSION} {self.status_code} {self.reason}"

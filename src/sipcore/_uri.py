@@ -176,14 +176,20 @@ def split_hostport(text: str) -> tuple[str, int | None]:
     return host, parse_port(port_text)
 
 
-def parse_port(text: str) -> int:
+def parse_uint(text: str, what: str, limit: int = 2**32 - 1) -> int:
+    """A non-negative decimal (leading zeros allowed) no larger than ``limit``."""
     text = text.strip()
-    if not text or len(text) > 5 or not _DIGITS.issuperset(text):
-        raise ParseError(f"bad port {text!r}")
-    port = int(text)
-    if port > MAX_PORT:
-        raise ParseError(f"port {port} out of range")
-    return port
+    digits = text.lstrip("0") or "0"
+    if not text or not _DIGITS.issuperset(text) or len(digits) > 10:
+        raise ParseError(f"bad {what} {text[:20]!r}")
+    value = int(digits)
+    if value > limit:
+        raise ParseError(f"{what} {value} out of range")
+    return value
+
+
+def parse_port(text: str) -> int:
+    return parse_uint(text, "port", MAX_PORT)
 
 
 def _host_key(host: str) -> str:
