@@ -71,6 +71,7 @@ def bench(session: nox.Session) -> None:
     # sippy is the peer the message layer is measured against, not a dependency.
     session.install("sippy==2.5.0")
     session.run("python", "benchmarks/run.py", *session.posargs)
+    session.run("python", "benchmarks/floor.py")
 
 
 @nox.session(python=PYTHON)
