@@ -1,13 +1,34 @@
-"""sipcore: SIP messages, URIs and (to come) transactions and a proxy core.
+"""sipcore: SIP messages, URIs, RFC 3261 transactions and a stateful proxy core.
 
 Sans-I/O: nothing here opens a socket, starts a thread or reads a clock.
 """
 
-from ._build import REASON_PHRASES, make_request, make_response, new_branch, new_tag
+from . import events
+from ._build import (
+    REASON_PHRASES,
+    make_ack,
+    make_cancel,
+    make_request,
+    make_response,
+    new_branch,
+    new_tag,
+)
 from ._errors import LocalProtocolError, ParseError, RemoteProtocolError, SipError
 from ._headers import Address, Credentials, CSeq, Defect, Via, canonical_name
 from ._message import Limits, Message, Request, Response, parse_message
 from ._stream import NEED_DATA, KeepAlive, NeedData, StreamParser
+from ._timers import TimerQueue
+from ._transaction import (
+    ClientTransaction,
+    ServerTransaction,
+    State,
+    Timer,
+    TimerSettings,
+    Transaction,
+    TransactionKind,
+    TransactionLayer,
+)
+from ._transport import Endpoint, Send, response_destination, stamp_received
 from ._uri import URI, AbsoluteURI, Params, SipURI, TelURI, parse_uri
 
 __all__ = [
@@ -17,8 +38,10 @@ __all__ = [
     "AbsoluteURI",
     "Address",
     "CSeq",
+    "ClientTransaction",
     "Credentials",
     "Defect",
+    "Endpoint",
     "KeepAlive",
     "Limits",
     "LocalProtocolError",
@@ -29,16 +52,30 @@ __all__ = [
     "RemoteProtocolError",
     "Request",
     "Response",
+    "Send",
+    "ServerTransaction",
     "SipError",
     "SipURI",
+    "State",
     "StreamParser",
     "TelURI",
+    "Timer",
+    "TimerQueue",
+    "TimerSettings",
+    "Transaction",
+    "TransactionKind",
+    "TransactionLayer",
     "Via",
     "canonical_name",
+    "events",
+    "make_ack",
+    "make_cancel",
     "make_request",
     "make_response",
     "new_branch",
     "new_tag",
     "parse_message",
     "parse_uri",
+    "response_destination",
+    "stamp_received",
 ]

@@ -14,10 +14,18 @@ import attrs
 
 from ._errors import LocalProtocolError
 from ._headers import Address, Via, parse_address
-from ._message import Request, Response, build_message
+from ._message import Message, Request, Response, build_message
 from ._uri import URI
 
-__all__ = ["REASON_PHRASES", "make_request", "make_response", "new_branch", "new_tag"]
+__all__ = [
+    "REASON_PHRASES",
+    "make_ack",
+    "make_cancel",
+    "make_request",
+    "make_response",
+    "new_branch",
+    "new_tag",
+]
 
 REASON_PHRASES: Final = {
     100: "Trying", 180: "Ringing", 181: "Call Is Being Forwarded", 182: "Queued",
@@ -170,4 +178,60 @@ def make_response(
     msg = build_message(f"SIP/2.0 {status_code} {reason}", lines, body)
     if not isinstance(msg, Response):  # pragma: no cover - the start line is ours
         raise LocalProtocolError("not a response")
+    return msg
+
+
+def _copied(request: Message, keys: tuple[str, ...]) -> list[tuple[str, str]]:
+    """The request's header lines of the given kinds, as written, in order."""
+    return [(name, value) for name, value in request.headers() if name.lower() in keys]
+
+
+def _top_via(request: Request) -> tuple[str, str]:
+    top = request.get("Via")
+    if top is None:
+        raise LocalProtocolError("request without a Via")
+    return ("Via", top)
+
+
+def make_cancel(request: Request) -> Request:
+    """The CANCEL for a pending ``request`` (RFC 3261 section 9.1).
+
+    Request-URI, Call-ID, From, To, the CSeq number and the top Via (so
+    its branch) are the request's; the Route set is copied; the method
+    is CANCEL. Kamailio: what ``t_relay`` sends for a CANCEL it relays.
+    """
+    if request.method in ("ACK", "CANCEL"):
+        raise LocalProtocolError(f"a {request.method} cannot be cancelled")
+    lines = [_top_via(request), ("Max-Forwards", "70")]
+    lines += _copied(request, ("route",))
+    lines += _copied(request, ("from", "f", "to", "t", "call-id", "i"))
+    lines.append(("CSeq", f"{request.cseq.number} CANCEL"))
+    lines.append(("Content-Length", "0"))
+    msg = build_message(f"CANCEL {request.uri} SIP/2.0", lines, b"")
+    if not isinstance(msg, Request):  # pragma: no cover - the start line is ours
+        raise LocalProtocolError("not a request")
+    return msg
+
+
+def make_ack(request: Request, response: Response) -> Request:
+    """The ACK a client transaction sends for a 300-699 final response to
+    an INVITE (RFC 3261 section 17.1.1.3).
+
+    Request-URI, Call-ID, From, top Via and Route set are the INVITE's, To
+    is the response's (with its tag), CSeq has the INVITE's number and
+    method ACK. An ACK for a 2xx is the UA core's, not this.
+    """
+    if request.method != "INVITE":
+        raise LocalProtocolError("only an INVITE is acknowledged")
+    if not 300 <= response.status_code <= 699:
+        raise LocalProtocolError("an ACK for a 2xx is built by the UA core, not the transaction")
+    lines = [_top_via(request), ("Max-Forwards", "70")]
+    lines += _copied(request, ("route",))
+    lines += _copied(request, ("from", "f", "call-id", "i"))
+    lines += _copied(response, ("to", "t"))
+    lines.append(("CSeq", f"{request.cseq.number} ACK"))
+    lines.append(("Content-Length", "0"))
+    msg = build_message(f"ACK {request.uri} SIP/2.0", lines, b"")
+    if not isinstance(msg, Request):  # pragma: no cover - the start line is ours
+        raise LocalProtocolError("not a request")
     return msg
