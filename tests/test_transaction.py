@@ -423,6 +423,8 @@ def _apply(d: ClientDriver | ServerDriver, what: Input) -> None:
         d.layer.take()
     else:
         timer = Timer(what.value.removeprefix("Timer "))
+        if timer is Timer.B and isinstance(d, ClientDriver) and d.txn.state is State.PROCEEDING:
+            d.layer.cancel_sent(d.txn, d.now)  # the only way Timer B runs in Proceeding
         if timer not in d.txn.timers:
             return  # that timer cannot be running in this state: nothing to fire
         handle = d.txn._timers[timer]
@@ -457,7 +459,12 @@ def test_every_table_cell_moves_to_the_state_its_row_names(
     d.into(state)
     row = TABLES[kind].get((state, what))
     timer_input = what.name.startswith("TIMER_")
-    if timer_input and Timer(what.value.removeprefix("Timer ")) not in d.txn.timers:
+    started_by_cancel = kind is TransactionKind.CLIENT_INVITE and what is Input.TIMER_B
+    if (
+        timer_input
+        and not started_by_cancel
+        and Timer(what.value.removeprefix("Timer ")) not in d.txn.timers
+    ):
         assert row is None, f"{what} has a row in {state} but its timer is not running there"
         return
     _apply(d, what)
@@ -652,3 +659,22 @@ def test_endpoint_parses_kamailio_socket_syntax() -> None:
         Endpoint.parse("udp:host:99999")
     with pytest.raises(LocalProtocolError):
         Endpoint("h", 5060, "carrier-pigeon")
+
+
+def test_a_cancelled_invite_ends_64_t1_after_the_cancel_when_no_final_comes() -> None:
+    d = ClientDriver("INVITE").into(State.PROCEEDING)
+    d.advance(100.0)
+    assert d.txn.state is State.PROCEEDING  # Proceeding has no timer of its own
+    d.layer.cancel_sent(d.txn, d.now)
+    assert d.advance(31.9) == []
+    out = d.advance(0.1)
+    assert [type(o) for o in out] == [events.TransactionTimedOut, events.TransactionTerminated]
+    assert_forgotten(d.layer)
+
+
+def test_drop_forgets_a_server_transaction_and_its_retransmission_is_new() -> None:
+    d = ServerDriver("OPTIONS")
+    d.layer.drop(d.txn)
+    assert of_type(d.layer.take(), events.TransactionTerminated)
+    assert_forgotten(d.layer)
+    assert of_type(d.retransmission(), events.RequestReceived)

@@ -16,6 +16,15 @@ from ._build import (
 from ._errors import LocalProtocolError, ParseError, RemoteProtocolError, SipError
 from ._headers import Address, Credentials, CSeq, Defect, Via, canonical_name
 from ._message import Limits, Message, Request, Response, parse_message
+from ._proxy import (
+    Branch,
+    BranchState,
+    Proxy,
+    ProxyConfig,
+    ProxyHooks,
+    RequestContext,
+    uri_destination,
+)
 from ._stream import NEED_DATA, KeepAlive, NeedData, StreamParser
 from ._timers import TimerQueue
 from ._transaction import (
@@ -37,6 +46,8 @@ __all__ = [
     "URI",
     "AbsoluteURI",
     "Address",
+    "Branch",
+    "BranchState",
     "CSeq",
     "ClientTransaction",
     "Credentials",
@@ -49,8 +60,12 @@ __all__ = [
     "NeedData",
     "Params",
     "ParseError",
+    "Proxy",
+    "ProxyConfig",
+    "ProxyHooks",
     "RemoteProtocolError",
     "Request",
+    "RequestContext",
     "Response",
     "Send",
     "ServerTransaction",
@@ -78,4 +93,5 @@ __all__ = [
     "parse_uri",
     "response_destination",
     "stamp_received",
+    "uri_destination",
 ]

@@ -139,6 +139,10 @@ CLIENT_INVITE: Final[Table] = {
     (_S.PROCEEDING, _I.PROVISIONAL): (_S.PROCEEDING, (Do.PASS_RESPONSE,)),
     (_S.PROCEEDING, _I.SUCCESS): (_S.ACCEPTED, (Do.PASS_RESPONSE, Timer.M)),
     (_S.PROCEEDING, _I.FAILURE): (_S.COMPLETED, (Do.SEND_ACK, Do.PASS_RESPONSE, Timer.D)),
+    # RFC 3261 section 9.1: once a CANCEL was sent, Timer B runs again in
+    # Proceeding (see TransactionLayer.cancel_sent), so a UAS that never
+    # answers the INVITE cannot keep the transaction for ever.
+    (_S.PROCEEDING, _I.TIMER_B): (_S.TERMINATED, (Do.REPORT_TIMEOUT,)),
     (_S.COMPLETED, _I.FAILURE): (_S.COMPLETED, (Do.RESEND_ACK,)),
     (_S.COMPLETED, _I.TRANSPORT_ERROR): (_S.TERMINATED, (Do.REPORT_TRANSPORT_ERROR,)),
     (_S.COMPLETED, _I.TIMER_D): (_S.TERMINATED, ()),
@@ -435,6 +439,22 @@ class TransactionLayer:
     def send_stateless(self, message: Request | Response, destination: Endpoint) -> None:
         """Send without a transaction: an ACK for a 2xx, a stateless reply or forward."""
         self._outbox.append(Send(message, destination))
+
+    def cancel_sent(self, transaction: ClientTransaction, now: float) -> None:
+        """A CANCEL for this INVITE went out: if no final response comes
+        within 64*T1, end the transaction (RFC 3261 section 9.1)."""
+        if transaction.kind is TransactionKind.CLIENT_INVITE and transaction.state in (
+            State.CALLING,
+            State.PROCEEDING,
+        ):
+            self._start(transaction, Timer.B, now)
+
+    def drop(self, transaction: Transaction) -> None:
+        """Forget a transaction without sending anything more (a request the
+        TU chose not to answer: its retransmissions are new requests again)."""
+        if transaction.state is not State.TERMINATED:
+            transaction.state = State.TERMINATED
+            self._forget(transaction)
 
     def find_client(self, branch: str, method: str) -> ClientTransaction | None:
         return self._client.get((branch, method))
