@@ -60,8 +60,9 @@ __all__ = [
 log = logging.getLogger("sipcore.proxy")
 
 Resolver: TypeAlias = Callable[[str], str | None]
-RouteHook: TypeAlias = Callable[["RequestContext"], None]
-BranchHook: TypeAlias = Callable[["RequestContext", "Branch"], None]
+# Hooks may return anything (a lambda's value); only a reply hook's False counts.
+RouteHook: TypeAlias = Callable[["RequestContext"], object]
+BranchHook: TypeAlias = Callable[["RequestContext", "Branch"], object]
 ReplyHook: TypeAlias = Callable[["RequestContext", "Branch", Response], "bool | None"]
 
 # Responses a proxy prefers to forward among 4xx (RFC 3261 section 16.7 step 6).
@@ -145,7 +146,7 @@ class ProxyHooks:
     branch_sending: list[BranchHook] = attrs.Factory(list)
     reply_received: list[ReplyHook] = attrs.Factory(list)
     failure: list[RouteHook] = attrs.Factory(list)
-    response_forwarded: list[Callable[[RequestContext, Response], None]] = attrs.Factory(list)
+    response_forwarded: list[Callable[[RequestContext, Response], object]] = attrs.Factory(list)
     transaction_ended: list[RouteHook] = attrs.Factory(list)
 
 
@@ -182,6 +183,11 @@ def _is_ip(host: str) -> bool:
     except ValueError:
         return False
     return True
+
+
+def _next_max_forwards(received: int | None, default: int) -> int:
+    """16.6 step 3: decrement Max-Forwards, or add one (70) when absent."""
+    return default if received is None else max(received - 1, 0)
 
 
 def _loop_hash(request: Request) -> str:
@@ -273,9 +279,12 @@ class RequestContext:
         headers: Iterable[tuple[str, str]] = (),
         body: bytes = b"",
         content_type: str | None = None,
+        now: float | None = None,
     ) -> Response:
         """Answer the request from here. Kamailio: ``sl_send_reply`` /
-        ``t_reply`` (stateful: retransmitted, absorbs retransmissions)."""
+        ``t_reply`` (stateful: retransmitted, absorbs retransmissions).
+        ``now`` as for :meth:`fork`."""
+        self._proxy._at(now)
         if self.transaction is None:
             raise LocalProtocolError("an ACK is never answered")
         response = make_response(
@@ -338,6 +347,7 @@ class RequestContext:
         target: Endpoint | URI | str | None = None,
         *,
         uri: URI | str | None = None,
+        now: float | None = None,
     ) -> Branch | None:
         """Forward the request statefully (Kamailio: ``t_relay()``,
         ``t_relay_to``, ``$du``).
@@ -348,15 +358,21 @@ class RequestContext:
         status_hint 478 when no address can be had for it. Returns the new
         branch, or None for an ACK to a 2xx (forwarded statelessly).
         """
-        made = self.fork([(target, uri)])
+        made = self.fork([(target, uri)], now=now)
         return made[0] if made else None
 
     def fork(
-        self, targets: Sequence[tuple[Endpoint | URI | str | None, URI | str | None]]
+        self,
+        targets: Sequence[tuple[Endpoint | URI | str | None, URI | str | None]],
+        *,
+        now: float | None = None,
     ) -> list[Branch]:
         """Forward to several destinations at once (parallel forking;
         Kamailio: ``append_branch`` then ``t_relay``). Each item is
-        ``(target, uri)`` as for :meth:`relay`."""
+        ``(target, uri)`` as for :meth:`relay`. ``now`` is needed only when
+        the script acts later, outside the proxy call that gave it this context
+        (then collect the sends with :meth:`Proxy.take`)."""
+        self._proxy._at(now)
         if self.cancelled:
             raise LocalProtocolError("the request was cancelled")
         if self.final_sent is not None:
@@ -497,6 +513,7 @@ class Proxy:
     def take(self) -> list[Send]:
         """What to send since the last call (a script acting later, after
         :meth:`RequestContext.suspend`, queues here)."""
+        self._drain()
         out = self._outbox
         self._outbox = []
         return out
@@ -509,6 +526,10 @@ class Proxy:
                 self.layer.transport_error(txn, now)
         self._drain()
         return self.take()
+
+    def _at(self, now: float | None) -> None:
+        if now is not None:
+            self._now = now
 
     @property
     def active_requests(self) -> int:
@@ -585,7 +606,7 @@ class Proxy:
     def _is_loop(self, request: Request) -> bool:
         ours = [
             via
-            for via in request.via[1:]
+            for via in request.via
             if _host_key(via.host) in self._local_hosts
             and (via.port or DEFAULT_PORT) in self._local_ports
         ]
@@ -706,7 +727,7 @@ class Proxy:
     ) -> Branch:
         branch_uri, destination, request = self._target(ctx, target, uri)
         mf = request.max_forwards  # 16.6 step 3; the checks made sure it is above 0
-        request.max_forwards = max((self.config.default_max_forwards if mf is None else mf) - 1, 0)
+        request.max_forwards = _next_max_forwards(mf, self.config.default_max_forwards)
         if ctx.record_route_params is not None and request.method != "ACK":
             local = self._sent_by.get(ctx.source.transport) or self.config.listen[0]
             transport = "" if local.transport == "UDP" else f";transport={local.transport.lower()}"
@@ -739,7 +760,7 @@ class Proxy:
     ) -> None:
         _, destination, request = self._target(ctx, target, uri)
         mf = request.max_forwards
-        request.max_forwards = max((self.config.default_max_forwards if mf is None else mf) - 1, 0)
+        request.max_forwards = _next_max_forwards(mf, self.config.default_max_forwards)
         # A stateless element's branch must be the same for a retransmission
         # (RFC 3261 16.11): derive it from the request's own top branch.
         top = ctx.request.via[0].branch or ctx.request.call_id
