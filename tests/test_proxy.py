@@ -538,3 +538,27 @@ def test_config_refuses_nonsense() -> None:
         ProxyConfig(listen=())
     with pytest.raises(LocalProtocolError):
         ProxyConfig(listen=(PROXY,), max_branches=0)
+
+
+def test_a_401_and_a_407_from_two_branches_go_up_with_both_challenges() -> None:
+    h = Harness(relay_to(UAS1, UAS2))
+    out = h.send(invite_bytes())
+    (b1,) = to(out, UAS1)
+    (b2,) = to(out, UAS2)
+    h.answer(b1, 401, headers=[("WWW-Authenticate", 'Digest realm="one", nonce="1"')])
+    out = h.answer(
+        b2, 407, to_tag="b2", headers=[("Proxy-Authenticate", 'Digest realm="two", nonce="2"')]
+    )
+    (up,) = [s.message for s in to(out, UAC) if isinstance(s.message, Response)]
+    assert up.status_code == 401
+    assert up.get_all("WWW-Authenticate") == ['Digest realm="one", nonce="1"']
+    assert up.get_all("Proxy-Authenticate") == ['Digest realm="two", nonce="2"']
+
+
+def test_a_transport_error_sending_a_response_upstream_ends_the_server_transaction() -> None:
+    h = Harness(lambda ctx: ctx.reply(486))
+    (sent,) = [s for s in h.send(invite_bytes()) if codes([s]) == [486]]
+    assert h.proxy.layer.server_transactions == 1
+    h.proxy.transport_error(sent, h.now)
+    assert h.proxy.layer.server_transactions == 0
+    assert h.proxy.active_requests == 0

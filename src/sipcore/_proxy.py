@@ -423,6 +423,21 @@ class RequestContext:
         return f"<RequestContext {self.method} branches={len(self.branches)}>"
 
 
+def _merge_challenges(best: Response, branches: Sequence[Branch]) -> Response:
+    """16.7 step 7: the 401/407 sent upstream carries the challenges of every
+    branch that asked for credentials, so the UAC can answer them all."""
+    names = ("WWW-Authenticate", "Proxy-Authenticate")
+    for branch in branches:
+        other = branch.response
+        if other is None or other is best or other.status_code not in (401, 407):
+            continue
+        for name in names:
+            for value in other.get_all(name):
+                if value not in best.get_all(name):
+                    best.add_header(name, value)
+    return best
+
+
 def _best_response(branches: Sequence[Branch]) -> Response | None:
     best: tuple[tuple[int, int, int], Response] | None = None
     for order, branch in enumerate(branches):
@@ -521,9 +536,9 @@ class Proxy:
     def transport_error(self, send: Send, now: float) -> list[Send]:
         """The adapter could not send ``send`` (connection refused, ICMP)."""
         self._now = now
-        for txn in list(self.layer.transactions()):
-            if isinstance(txn, ClientTransaction) and txn.request is send.message:
-                self.layer.transport_error(txn, now)
+        txn = self.layer.find_for_send(send)
+        if txn is not None:
+            self.layer.transport_error(txn, now)
         self._drain()
         return self.take()
 
@@ -873,6 +888,8 @@ class Proxy:
             # 16.7 step 6: a lone 503 upstream would make the client think the
             # proxy itself is overloaded.
             best = make_response(ctx.request, 500, headers=self._extra_headers(()))
+        elif best.status_code in (401, 407):
+            best = _merge_challenges(best, ctx.branches)
         self._send_upstream(ctx, best)
 
     def _send_upstream(self, ctx: RequestContext, response: Response) -> None:

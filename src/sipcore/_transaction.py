@@ -456,6 +456,24 @@ class TransactionLayer:
             transaction.state = State.TERMINATED
             self._forget(transaction)
 
+    def find_for_send(self, send: Send) -> Transaction | None:
+        """The transaction a :class:`Send` belongs to, so that an adapter's
+        failure to send it can be reported (:meth:`transport_error`)."""
+        message = send.message
+        try:
+            via = message.via[0] if message.via else None
+            if via is None:
+                return None
+            if isinstance(message, Request):
+                method = "INVITE" if message.method == "ACK" else message.method
+                return self._client.get((via.branch, method))
+            if isinstance(message, Response) and _rfc3261_branch(via.branch):
+                key = ("3261", via.branch, via.sent_by.lower(), message.cseq.method)
+                return self._server.get(key)
+        except ParseError:
+            return None
+        return None
+
     def find_client(self, branch: str, method: str) -> ClientTransaction | None:
         return self._client.get((branch, method))
 
