@@ -562,3 +562,58 @@ def test_a_transport_error_sending_a_response_upstream_ends_the_server_transacti
     h.proxy.transport_error(sent, h.now)
     assert h.proxy.layer.server_transactions == 0
     assert h.proxy.active_requests == 0
+
+
+def test_a_local_request_gets_its_responses_and_a_timeout_as_408() -> None:
+    from sipcore import make_request
+
+    h = Harness(lambda ctx: None)
+    got: list[int] = []
+    bye = make_request(
+        "BYE",
+        "sip:bob@127.0.0.1:5062",
+        from_="<sip:alice@example.com>;tag=a1",
+        to="<sip:bob@example.com>;tag=b1",
+        via="SIP/2.0/UDP 127.0.0.1:5060;branch=z9hG4bKignored",
+        call_id="c9",
+    )
+    bye.remove_header("Via")
+    h.proxy.send_request(bye, now=0.0, on_response=lambda r: got.append(r.status_code))
+    (send,) = h.proxy.take()
+    assert send.destination == UAS1 and parse_message(send.data).via[0].port == 5060
+    h.answer(send, 200)
+    assert got == [200]
+    opt = make_request(
+        "OPTIONS",
+        "sip:bob@127.0.0.1:5062",
+        from_="<sip:alice@example.com>;tag=a1",
+        to="<sip:bob@example.com>;tag=b1",
+        via="SIP/2.0/UDP 127.0.0.1:5060;branch=z9hG4bKx",
+        call_id="c9",
+        cseq=2,
+    )
+    opt.remove_header("Via")
+    h.proxy.send_request(opt, UAS1, now=0.0, on_response=lambda r: got.append(r.status_code))
+    h.settle()
+    assert got == [200, 408]
+
+
+def test_services_are_ticked_by_the_proxy_when_due() -> None:
+    class Every10s:
+        def __init__(self) -> None:
+            self.due: float | None = 10.0
+            self.ticks: list[float] = []
+
+        def next_deadline(self) -> float | None:
+            return self.due
+
+        def tick(self, now: float) -> None:
+            self.ticks.append(now)
+            self.due = now + 10.0 if len(self.ticks) < 3 else None
+
+    h = Harness(lambda ctx: None)
+    service = Every10s()
+    h.proxy.services.append(service)
+    assert h.proxy.next_deadline() == 10.0
+    h.settle()
+    assert service.ticks == [10.0, 20.0, 30.0]

@@ -14,6 +14,7 @@ from ._build import (
     new_tag,
 )
 from ._errors import LocalProtocolError, ParseError, RemoteProtocolError, SipError
+from ._hashing import core_hash
 from ._headers import Address, Credentials, CSeq, Defect, Via, canonical_name
 from ._message import Limits, Message, Request, Response, parse_message
 from ._proxy import (
@@ -23,6 +24,7 @@ from ._proxy import (
     ProxyConfig,
     ProxyHooks,
     RequestContext,
+    Service,
     uri_destination,
 )
 from ._stream import NEED_DATA, KeepAlive, NeedData, StreamParser
@@ -69,6 +71,7 @@ __all__ = [
     "Response",
     "Send",
     "ServerTransaction",
+    "Service",
     "SipError",
     "SipURI",
     "State",
@@ -82,6 +85,7 @@ __all__ = [
     "TransactionLayer",
     "Via",
     "canonical_name",
+    "core_hash",
     "events",
     "make_ack",
     "make_cancel",

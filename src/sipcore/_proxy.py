@@ -21,7 +21,7 @@ import ipaddress
 import logging
 import secrets
 from collections.abc import Callable, Iterable, Sequence
-from typing import Any, Final, TypeAlias
+from typing import Any, Final, Protocol, TypeAlias
 
 import attrs
 
@@ -54,6 +54,7 @@ __all__ = [
     "ProxyConfig",
     "ProxyHooks",
     "RequestContext",
+    "Service",
     "uri_destination",
 ]
 
@@ -451,6 +452,21 @@ def _best_response(branches: Sequence[Branch]) -> Response | None:
     return None if best is None else best[1]
 
 
+@attrs.define
+class _LocalRequest:
+    """The owner of a client transaction the proxy started itself."""
+
+    callback: Callable[[Response], object] | None
+
+
+class Service(Protocol):
+    """Something with its own timers that runs inside the proxy's
+    :meth:`Proxy.tick` (the dialog tracker, the dispatcher's prober)."""
+
+    def next_deadline(self) -> float | None: ...
+    def tick(self, now: float) -> object: ...
+
+
 class Proxy:
     """A stateful SIP proxy core with a routing script.
 
@@ -484,6 +500,8 @@ class Proxy:
         self._local_ports = {e.port for e in config.listen}
         self._sent_by = {e.transport: e for e in reversed(config.listen)}
         self.stats = {"received": 0, "dropped": 0, "replied_locally": 0, "relayed": 0}
+        # Plugins whose timers the proxy drives (see Service).
+        self.services: list[Service] = []
 
     # -- driving it ------------------------------------------------------------
 
@@ -511,6 +529,14 @@ class Proxy:
         self._now = now
         self.layer.tick(now)
         self._drain()
+        for service in self.services:
+            deadline = service.next_deadline()
+            if deadline is not None and deadline <= now:
+                try:
+                    service.tick(now)
+                except Exception:
+                    log.exception("service %r raised in tick", service)
+                self._drain()
         for kind, item in self._timers.pop_due(now):
             if kind == "C":
                 self._timer_c(*item)
@@ -521,9 +547,54 @@ class Proxy:
 
     def next_deadline(self) -> float | None:
         deadlines = [
-            d for d in (self.layer.next_deadline(), self._timers.next_deadline()) if d is not None
+            d
+            for d in (
+                self.layer.next_deadline(),
+                self._timers.next_deadline(),
+                *(service.next_deadline() for service in self.services),
+            )
+            if d is not None
         ]
         return min(deadlines) if deadlines else None
+
+    def send_request(
+        self,
+        request: Request,
+        destination: Endpoint | None = None,
+        *,
+        now: float,
+        on_response: Callable[[Response], object] | None = None,
+    ) -> ClientTransaction:
+        """Send a request this proxy makes itself (a BYE for a timed-out
+        dialog, a keepalive OPTIONS, a probe). Kamailio: tm's ``t_request``
+        / ``uac`` API.
+
+        A Via with a fresh branch is put on top; ``destination`` defaults to
+        the top Route, else the Request-URI. ``on_response`` is called with
+        every response, our Via removed; a timeout or a transport error is
+        reported as a 408 or 503 made here. Collect the sends with :meth:`take`.
+        """
+        self._now = now
+        if destination is None:
+            target = request.route[0].uri if "Route" in request else request.uri
+            destination = uri_destination(target, self.resolver)
+            if destination is None:
+                raise SipError(f"cannot resolve a destination for {target}", 478)
+        branch = f"{MAGIC_COOKIE}lc{secrets.token_hex(10)}"
+        request.add_header("Via", self._via_for(destination, branch), first=True)
+        if request.max_forwards is None:
+            request.max_forwards = self.config.default_max_forwards
+        txn = self.layer.send_request(request, destination, now)
+        txn.user_data = _LocalRequest(on_response)
+        return txn
+
+    def _call_local(self, owner: _LocalRequest, response: Response) -> None:
+        if owner.callback is None:
+            return
+        try:
+            owner.callback(response)
+        except Exception:
+            log.exception("on_response callback raised")
 
     def take(self) -> list[Send]:
         """What to send since the last call (a script acting later, after
@@ -798,6 +869,9 @@ class Proxy:
 
     def _on_response(self, txn: ClientTransaction, response: Response) -> None:
         owner = txn.user_data
+        if isinstance(owner, _LocalRequest):
+            self._call_local(owner, response)
+            return
         if not isinstance(owner, tuple):
             return  # a response to a CANCEL we sent: nothing goes upstream
         ctx, branch = owner
@@ -1012,6 +1086,12 @@ class Proxy:
     def _on_txn_failure(self, event: events.TransactionTimedOut | events.TransportFailed) -> None:
         txn = event.transaction
         owner = txn.user_data
+        if isinstance(owner, _LocalRequest) and isinstance(txn, ClientTransaction):
+            code = 408 if isinstance(event, events.TransactionTimedOut) else 503
+            local = make_response(txn.request, code)
+            local.remove_first("Via")
+            self._call_local(owner, local)
+            return
         if isinstance(txn, ClientTransaction) and isinstance(owner, tuple):
             ctx, branch = owner
             if branch.state is BranchState.PENDING:
