@@ -28,7 +28,7 @@ from ._proxy import (
     uri_destination,
 )
 from ._stream import NEED_DATA, KeepAlive, NeedData, StreamParser
-from ._timers import TimerQueue
+from ._timers import TimerHandle, TimerQueue
 from ._transaction import (
     ClientTransaction,
     ServerTransaction,
@@ -78,6 +78,7 @@ __all__ = [
     "StreamParser",
     "TelURI",
     "Timer",
+    "TimerHandle",
     "TimerQueue",
     "TimerSettings",
     "Transaction",

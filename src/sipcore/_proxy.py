@@ -238,6 +238,7 @@ class RequestContext:
         self.final_sent: Response | None = None
         self.suspended = False
         self.record_route_params: str | None = None  # None: no Record-Route
+        self.extra_rr_params = ""  # add_rr_param(): used only with Record-Route
         self.failure_route: RouteHook | None = None
         self.reply_route: ReplyHook | None = None
         self.branch_route: BranchHook | None = None
@@ -312,6 +313,17 @@ class RequestContext:
             self.record_route_params = text
         else:
             self.record_route_params += text
+
+    def add_rr_param(self, param: str) -> None:
+        """Kamailio: ``add_rr_param(";name=value")``: a parameter for this
+        proxy's Record-Route, used only when the script record-routes
+        (the dialog package puts its ``did`` cookie here)."""
+        self.extra_rr_params += param if param.startswith(";") else ";" + param
+
+    def cancel_branches(self) -> None:
+        """Kamailio: ``t_cancel_branches("all")``: CANCEL every pending branch.
+        A request not relayed yet is answered 487."""
+        self._proxy._cancel(self)
 
     def loose_route(self) -> bool:
         """Route-set processing (RFC 3261 16.4 and 16.12). Kamailio: ``loose_route()``.
@@ -819,7 +831,8 @@ class Proxy:
             transport = "" if local.transport == "UDP" else f";transport={local.transport.lower()}"
             request.add_header(
                 "Record-Route",
-                f"<sip:{local.hostport}{transport};lr{ctx.record_route_params}>",
+                f"<sip:{local.hostport}{transport};lr{ctx.record_route_params}"
+                f"{ctx.extra_rr_params}>",
                 first=True,
             )
         branch_id = f"{MAGIC_COOKIE}{ctx._loop_hash}.{secrets.token_hex(8)}"

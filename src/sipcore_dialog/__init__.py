@@ -1,8 +1,32 @@
-"""Dialog tracking with profiles, timers, keepalives and persistence.
+"""sipcore_dialog: dialog tracking with the semantics of Kamailio's dialog module.
 
-Kamailio's ``dialog`` module as a sans-I/O library. Not built yet: this
-package is reserved in the distribution so that its import name is stable;
-its contents arrive with the dialog issue.
+Attach a :class:`DialogTracker` to a :class:`sipcore.Proxy` and call
+:meth:`DialogTracker.manage` from the routing script for the INVITEs to
+track. Sans-I/O: no sockets, no clock; timers run in the proxy's ``tick``.
 """
 
-__all__: list[str] = []
+from . import events
+from ._config import DbMode, DialogConfig, DialogSchema, MatchMode
+from ._dialog import Dialog, DialogContext, DialogState, Direction, Property, Side
+from ._profiles import Profile, ProfileLink, ProfileTable, RemoteItem
+from ._tracker import DialogStats, DialogTracker
+
+__all__ = [
+    "DbMode",
+    "Dialog",
+    "DialogConfig",
+    "DialogContext",
+    "DialogSchema",
+    "DialogState",
+    "DialogStats",
+    "DialogTracker",
+    "Direction",
+    "MatchMode",
+    "Profile",
+    "ProfileLink",
+    "ProfileTable",
+    "Property",
+    "RemoteItem",
+    "Side",
+    "events",
+]

@@ -1,0 +1,882 @@
+"""The dialog tracker: Kamailio's dialog module as a sans-I/O object.
+
+This module owns :class:`DialogTracker`: creating dialogs for initial
+INVITEs (``dlg_manage``), spiral detection, matching sequential requests
+and replies (the ``did`` Record-Route cookie and SIP matching, in the three
+``dlg_match_mode`` modes), every state transition Kamailio makes, the
+dialog timers (early, no-ACK, lifetime, linger after the end), profiles,
+statistics, and locally generated requests (BYE, CANCEL, in-dialog
+requests). It plugs into a :class:`sipcore.Proxy` through its hooks and
+runs its timers inside the proxy's ``tick``; it never reads a clock.
+
+What it must not do: persist (that is the store's job) or touch sockets.
+"""
+
+from __future__ import annotations
+
+import functools
+import logging
+import random
+from collections.abc import Callable, Iterable, Iterator
+from typing import Any, Final, TypeVar
+
+import attrs
+
+from sipcore import (
+    Endpoint,
+    LocalProtocolError,
+    ParseError,
+    Proxy,
+    Request,
+    RequestContext,
+    Response,
+    SipURI,
+    TimerQueue,
+    core_hash,
+    make_request,
+)
+
+from . import events
+from ._config import DialogConfig, MatchMode
+from ._dialog import Dialog, DialogState, Direction, Property, Side, parse_reverse_hex
+from ._profiles import ProfileTable
+
+__all__ = ["DialogStats", "DialogTracker"]
+
+log = logging.getLogger("sipcore.dialog")
+
+_E = TypeVar("_E")
+# A noack or keepalive failure leaves the dialog this long to live (Kamailio: 10 s).
+_GRACE: Final = 10.0
+
+
+@attrs.define
+class DialogStats:
+    """Kamailio's dialog statistics."""
+
+    active: int = 0  # active_dialogs: counted from the 2xx
+    early: int = 0  # early_dialogs
+    processed: int = 0  # processed_dialogs: created since start
+    expired: int = 0  # expired_dialogs
+    failed: int = 0  # failed_dialogs
+
+
+class DialogTracker:
+    """Every dialog this proxy tracks.
+
+    >>> tracker = DialogTracker(DialogConfig(profiles_with_value=("caller",)))
+    >>> tracker.stats.active
+    0
+
+    Use it with a proxy: ``tracker.attach(proxy)``, then call
+    :meth:`manage` from the routing script for the initial INVITEs to
+    track (Kamailio: ``dlg_manage()``). Sequential requests and replies are
+    matched and followed through the proxy's hooks.
+    """
+
+    def __init__(
+        self,
+        config: DialogConfig | None = None,
+        *,
+        rng: random.Random | None = None,
+    ) -> None:
+        self.config = config or DialogConfig()
+        self.stats = DialogStats()
+        self.profiles = ProfileTable(self.config.profiles_with_value, self.config.profiles_no_value)
+        self.timeout_routes: dict[str, Callable[[Dialog], object]] = {}
+        self._rng = rng or random.Random()
+        self._by_id: dict[tuple[int, int], Dialog] = {}
+        self._by_call_id: dict[str, list[Dialog]] = {}
+        self._next_n: dict[int, int] = {}
+        # (dialog, "main") is the dialog's one state timer, (dialog, "ka") its keepalive.
+        self._timers: TimerQueue[tuple[Dialog, str]] = TimerQueue()
+        self._subscribers: dict[type, list[Callable[[Any], object]]] = {}
+        self._initial: dict[Dialog, RequestContext] = {}
+        self._proxy: Proxy | None = None
+        self._now = 0.0
+
+    # -- plumbing ---------------------------------------------------------------
+
+    def attach(self, proxy: Proxy) -> None:
+        """Follow ``proxy``'s requests and replies, and run on its timers."""
+        self._proxy = proxy
+        proxy.hooks.request_received.insert(0, self._on_request)
+        proxy.hooks.response_forwarded.append(self._on_response_forwarded)
+        proxy.services.append(self)
+
+    def subscribe(self, event_type: type[_E], callback: Callable[[_E], object]) -> None:
+        """Call ``callback(event)`` for every event of ``event_type``
+        (Kamailio: ``register_dlgcb`` with a NULL dialog; the event routes)."""
+        self._subscribers.setdefault(event_type, []).append(callback)
+
+    def subscribe_dialog(
+        self, dialog: Dialog, event_type: type[_E], callback: Callable[[_E], object]
+    ) -> None:
+        """Kamailio: ``register_dlgcb(dlg, type, ...)``: one dialog's events."""
+        if dialog.subscribers is None:
+            dialog.subscribers = {}
+        dialog.subscribers.setdefault(event_type, []).append(callback)
+
+    def _emit(self, event: events.DialogEvent) -> None:
+        callbacks = list(self._subscribers.get(type(event), ()))
+        own = event.dialog.subscribers
+        if own:
+            callbacks += own.get(type(event), ())
+        for callback in callbacks:
+            try:
+                callback(event)
+            except Exception:
+                log.exception("dialog callback raised for %s", type(event).__name__)
+
+    # -- lookups --------------------------------------------------------------------
+
+    def __len__(self) -> int:
+        return len(self._by_id)
+
+    def __iter__(self) -> Iterator[Dialog]:
+        return iter(list(self._by_id.values()))
+
+    def get(self, call_id: str, from_tag: str, to_tag: str | None = None) -> Dialog | None:
+        """Kamailio: ``dlg_get(callid, ftag, ttag)``; either direction matches.
+        An empty or None ``to_tag`` finds a dialog still in setup."""
+        found = self._match_sip(call_id, from_tag, to_tag or None)
+        return found[0] if found else None
+
+    def by_id(self, h_entry: int, h_id: int) -> Dialog | None:
+        return self._by_id.get((h_entry, h_id))
+
+    def _match_sip(
+        self, call_id: str, from_tag: str | None, to_tag: str | None
+    ) -> tuple[Dialog, Direction] | None:
+        for dialog in self._by_call_id.get(call_id, ()):
+            direction = dialog.direction_of(from_tag, to_tag)
+            if direction is not None:
+                return dialog, direction
+        return None
+
+    def _did_of(self, request: Request) -> tuple[int, int] | None:
+        """The ``did`` cookie in the Route set (our Record-Route, echoed)."""
+        name = self.config.rr_param
+        try:
+            routes = request.route
+            for route in routes:
+                uri = route.uri
+                if not isinstance(uri, SipURI):
+                    continue
+                value = uri.params.get(name)
+                if value is None:
+                    continue
+                entry_text, dot, id_text = value.partition(".")
+                h_entry = parse_reverse_hex(entry_text)
+                h_id = parse_reverse_hex(id_text)
+                if dot and h_entry is not None and h_id is not None:
+                    return h_entry, h_id
+        except ParseError:
+            return None
+        return None
+
+    def match(self, request: Request) -> tuple[Dialog, Direction] | None:
+        """The dialog a sequential request belongs to and its direction, per
+        ``dlg_match_mode``. A ``did`` cookie only matches when Call-ID and
+        tags agree too."""
+        mode = self.config.match_mode
+        try:
+            call_id = request.call_id
+            from_tag = request.from_.tag
+            to_tag = request.to.tag
+        except ParseError:
+            return None
+        if to_tag is None and request.method != "CANCEL":
+            return None
+        if mode is not MatchMode.DID_NONE:
+            did = self._did_of(request)
+            if did is not None:
+                dialog = self._by_id.get(did)
+                if dialog is None or dialog.call_id != call_id:
+                    return None
+                direction = dialog.direction_of(from_tag, to_tag)
+                return None if direction is None else (dialog, direction)
+            if mode is MatchMode.DID_ONLY:
+                return None
+        return self._match_sip(call_id, from_tag, to_tag)
+
+    # -- creation (dlg_manage) ----------------------------------------------------------
+
+    def manage(self, ctx: RequestContext) -> Dialog | None:
+        """Kamailio: ``dlg_manage()``. For an initial INVITE, create its
+        dialog (or find the one it spirals into) and bind it to the request;
+        for a sequential request, return the dialog it matched."""
+        bound = ctx.data.get("dialog")
+        if isinstance(bound, Dialog):
+            return bound
+        request = ctx.request
+        if request.method != "INVITE" or request.to.tag is not None:
+            return None
+        self._now = ctx.now
+        dialog = self._spiral_of(request)
+        if dialog is not None:
+            dialog.spirals += 1
+            self._emit(events.DialogSpiraled(dialog, request))
+        else:
+            dialog = self._create(request, ctx.now, ctx.source, self._local_socket(ctx))
+            self._initial[dialog] = ctx
+            ctx.on_end(functools.partial(self._initial_ended, dialog))
+            self._emit(events.DialogCreated(dialog, request))
+        ctx.data["dialog"] = dialog
+        ctx.data["dialog_initial"] = True
+        if self.config.match_mode is not MatchMode.DID_NONE:
+            ctx.add_rr_param(f";{self.config.rr_param}={dialog.did}")
+        return dialog
+
+    def _initial_ended(self, dialog: Dialog, ctx: RequestContext) -> None:
+        if self._initial.get(dialog) is ctx:
+            del self._initial[dialog]
+
+    def create(self, request: Request, now: float, source: Endpoint | None = None) -> Dialog:
+        """Track an initial INVITE without a proxy (replies then come in
+        through :meth:`on_response`, sequential requests through
+        :meth:`on_request`)."""
+        if request.method != "INVITE" or request.to.tag is not None:
+            raise LocalProtocolError("only an initial INVITE creates a dialog")
+        self._now = now
+        dialog = self._create(request, now, source, None)
+        self._emit(events.DialogCreated(dialog, request))
+        return dialog
+
+    def _spiral_of(self, request: Request) -> Dialog | None:
+        if not self.config.detect_spirals:
+            return None
+        for dialog in self._by_call_id.get(request.call_id, ()):
+            if dialog.from_tag == request.from_.tag and dialog.state < DialogState.CONFIRMED_NA:
+                return dialog
+        return None
+
+    def _local_socket(self, ctx: RequestContext) -> Endpoint | None:
+        proxy = self._proxy
+        if proxy is None:
+            return None
+        for endpoint in proxy.config.listen:
+            if endpoint.transport == ctx.source.transport:
+                return endpoint
+        return proxy.config.listen[0]
+
+    def _new_id(self, h_entry: int) -> int:
+        step = self.config.h_id_step
+        n = self._next_n.get(h_entry)
+        if n is None:
+            # Kamailio starts each entry's counter at a random point.
+            n = self._rng.randrange(1, 3 * self.config.hash_size)
+        while True:
+            h_id = self.config.h_id_start + n * step
+            n += 1
+            if (h_entry, h_id) not in self._by_id:
+                self._next_n[h_entry] = n
+                return h_id & 0xFFFFFFFF
+
+    def _create(
+        self,
+        request: Request,
+        now: float,
+        source: Endpoint | None,
+        socket: Endpoint | None,
+    ) -> Dialog:
+        call_id = request.call_id
+        from_tag = request.from_.tag
+        if not from_tag:
+            raise ParseError("an initial INVITE without a From tag", 400, request)
+        h_entry = core_hash(call_id.encode("utf-8", "surrogateescape"), size=self.config.hash_size)
+        h_id = self._new_id(h_entry)
+        contact = request.contact
+        dialog = Dialog(
+            h_entry=h_entry,
+            h_id=h_id,
+            call_id=call_id,
+            from_uri=str(request.from_.uri),
+            from_tag=from_tag,
+            to_uri=str(request.to.uri),
+            req_uri=str(request.uri),
+            caller_cseq=str(request.cseq.number),
+            caller_contact=str(contact[0].uri) if contact else "",
+            init_time=now,
+            caller_route_set=tuple(request.get_all("Record-Route")),
+            caller_socket=socket,
+            caller_address=source,
+            timeout=self.config.default_timeout,
+        )
+        if self.config.timeout_noreset:
+            dialog.iflags |= Property.TIMEOUT_NORESET
+        self._by_id[(h_entry, h_id)] = dialog
+        self._by_call_id.setdefault(call_id, []).append(dialog)
+        self.stats.processed += 1
+        self._arm(dialog, now + self.config.early_timeout, "early")
+        return dialog
+
+    # -- state ------------------------------------------------------------------------------
+
+    def _set_state(self, dialog: Dialog, new: DialogState) -> DialogState:
+        old = dialog.state
+        if old is new:
+            return old
+        dialog.state = new
+        stats = self.stats
+        if old is DialogState.EARLY:
+            stats.early -= 1
+        if new is DialogState.EARLY:
+            stats.early += 1
+        confirmed = (DialogState.CONFIRMED_NA, DialogState.CONFIRMED)
+        if new in confirmed and old not in confirmed:
+            stats.active += 1
+        if old in confirmed and new not in confirmed:
+            stats.active -= 1
+        self._emit(events.DialogStateChanged(dialog, old, new))
+        return old
+
+    def _arm(self, dialog: Dialog, deadline: float, kind: str) -> None:
+        if dialog._timer is not None:
+            self._timers.cancel(dialog._timer)
+        dialog._timer = self._timers.add(deadline, (dialog, "main"))
+        dialog._timer_kind = kind
+        dialog.deadline = deadline
+
+    def _disarm(self, dialog: Dialog) -> None:
+        if dialog._timer is not None:
+            self._timers.cancel(dialog._timer)
+            dialog._timer = None
+        if dialog._ka_timer is not None:
+            self._timers.cancel(dialog._ka_timer)
+            dialog._ka_timer = None
+        dialog.deadline = None
+
+    # -- replies to the initial INVITE --------------------------------------------------------
+
+    def on_response(
+        self, dialog: Dialog, response: Response, now: float, source: Endpoint | None = None
+    ) -> None:
+        """A response to the dialog's initial INVITE, as forwarded upstream."""
+        self._now = now
+        code = response.status_code
+        self._emit(events.DialogResponseForwarded(dialog, response))
+        if dialog.state >= DialogState.CONFIRMED_NA:
+            return  # a 2xx retransmission, or another branch's 2xx
+        if code < 200:
+            if code > 100 and dialog.state is DialogState.UNCONFIRMED:
+                self._set_state(dialog, DialogState.EARLY)
+                self._emit(events.DialogEarly(dialog, response))
+            return
+        if code < 300:
+            self._confirm_na(dialog, response, now, source)
+            return
+        self._fail(dialog, response, now)
+
+    def _confirm_na(
+        self, dialog: Dialog, response: Response, now: float, source: Endpoint | None
+    ) -> None:
+        dialog.to_tag = response.to.tag
+        contact = response.contact
+        dialog.callee_contact = str(contact[0].uri) if contact else ""
+        dialog.callee_cseq = str(response.cseq.number)
+        dialog.callee_route_set = self._callee_route_set(dialog, response)
+        dialog.callee_address = source
+        dialog.start_time = now
+        self._set_state(dialog, DialogState.CONFIRMED_NA)
+        self._arm(dialog, now + self.config.noack_timeout, "noack")
+        self._emit(events.DialogConfirmedNoAck(dialog, response))
+        self._emit(events.DialogStart(dialog))
+
+    def _callee_route_set(self, dialog: Dialog, response: Response) -> tuple[str, ...]:
+        """The Record-Route entries above ours, reversed: the route from
+        this proxy to the callee."""
+        values = response.get_all("Record-Route")
+        ours = len(values)
+        for i, value in enumerate(values):
+            if f"{self.config.rr_param}={dialog.did}" in value:
+                ours = i
+                break
+        keep = self.config.keep_proxy_rr & 1
+        above = values[: ours + 1] if keep and ours < len(values) else values[:ours]
+        return tuple(reversed(above))
+
+    def _fail(self, dialog: Dialog, response: Response | None, now: float) -> None:
+        self._set_state(dialog, DialogState.DELETED)
+        dialog.end_time = now
+        self.stats.failed += 1
+        self._leave_profiles(dialog)
+        self._emit(events.DialogFailed(dialog, response))
+        self._emit(events.DialogFailedRoute(dialog))
+        linger = self.config.deleted_linger if self.config.wait_ack else 0.0
+        self._arm(dialog, now + linger, "destroy")
+
+    # -- sequential requests ------------------------------------------------------------------
+
+    def on_request(
+        self, request: Request, now: float, source: Endpoint | None = None
+    ) -> tuple[Dialog, Direction] | None:
+        """A sequential request: match it and follow what it does to its dialog."""
+        self._now = now
+        found = self.match(request)
+        if found is None:
+            return None
+        dialog, direction = found
+        if dialog.state is DialogState.DELETED:
+            return found
+        method = request.method
+        if method == "ACK":
+            if dialog.state is DialogState.CONFIRMED_NA and request.cseq.number == int(
+                dialog.caller_cseq or 0
+            ):
+                dialog.acked = True
+                self._set_state(dialog, DialogState.CONFIRMED)
+                self._arm_lifetime(dialog, now)
+                self._emit(events.DialogConfirmed(dialog, request))
+            else:
+                self._emit(events.DialogRequestWithin(dialog, request, direction))
+            return found
+        self._track_cseq(dialog, request, direction)
+        if method == "BYE":
+            self._terminate(dialog, request, direction, now)
+            return found
+        if method == "CANCEL":
+            return found  # the INVITE's 487 ends it
+        self._emit(events.DialogRequestWithin(dialog, request, direction))
+        resets = not dialog.iflags & Property.TIMEOUT_NORESET
+        if resets and dialog.state is DialogState.CONFIRMED:
+            self._arm_lifetime(dialog, now)
+        return found
+
+    def _track_cseq(self, dialog: Dialog, request: Request, direction: Direction) -> None:
+        number = str(request.cseq.number)
+        if direction is Direction.DOWNSTREAM:
+            dialog.caller_cseq = number
+        else:
+            dialog.callee_cseq = number
+
+    def _arm_lifetime(self, dialog: Dialog, now: float) -> None:
+        self._arm(dialog, now + dialog.timeout, "lifetime")
+        if self.config.ka_interval and dialog.iflags & (Property.KA_SRC | Property.KA_DST):
+            self._arm_keepalive(dialog, now)
+
+    def _terminate(
+        self,
+        dialog: Dialog,
+        request: Request | None,
+        direction: Direction | None,
+        now: float,
+    ) -> None:
+        if dialog.state is DialogState.DELETED:
+            return
+        dialog.terminated_by = direction
+        dialog.end_time = now
+        self._set_state(dialog, DialogState.DELETED)
+        self._leave_profiles(dialog)
+        self._emit(events.DialogTerminated(dialog, request, direction))
+        self._emit(events.DialogEnd(dialog))
+        # Wait for the BYE's answer, but not for ever.
+        self._arm(dialog, now + self.config.end_timeout, "ended")
+
+    def on_request_response(
+        self, dialog: Dialog, request: Request, response: Response, direction: Direction, now: float
+    ) -> None:
+        """A response to a sequential request, as forwarded."""
+        self._now = now
+        self._emit(events.DialogResponseWithin(dialog, response, direction))
+        if request.method == "BYE" and response.status_code >= 200:
+            self._emit(events.DialogTerminatedConfirmed(dialog, response))
+            if dialog.state is DialogState.DELETED and dialog._timer_kind == "ended":
+                self._arm(dialog, now + self.config.deleted_linger, "destroy")
+
+    def _leave_profiles(self, dialog: Dialog) -> None:
+        for link in dialog.profiles:
+            if link.profile in self.profiles:
+                self.profiles[link.profile].remove_all(dialog)
+        dialog.profiles.clear()
+
+    # -- proxy hooks ----------------------------------------------------------------------------
+
+    def _on_request(self, ctx: RequestContext) -> None:
+        request = ctx.request
+        if request.method == "INVITE" and _to_tag(request) is None:
+            return  # initial: the script decides with manage()
+        found = self.on_request(request, ctx.now, ctx.source)
+        if found is not None:
+            ctx.data["dialog"], ctx.data["dialog_direction"] = found
+            dialog = found[0]
+            dialog.ctx.set = True
+            dialog.ctx.dir = 1 if found[1] is Direction.DOWNSTREAM else 2
+
+    def _on_response_forwarded(self, ctx: RequestContext, response: Response) -> None:
+        dialog = ctx.data.get("dialog")
+        if not isinstance(dialog, Dialog):
+            return
+        if ctx.data.get("dialog_initial"):
+            if self._initial.get(dialog) is ctx:
+                self.on_response(dialog, response, ctx.now, _source_of(ctx, response))
+            return
+        direction = ctx.data.get("dialog_direction")
+        if isinstance(direction, Direction):
+            self.on_request_response(dialog, ctx.request, response, direction, ctx.now)
+
+    # -- timers ------------------------------------------------------------------------------------
+
+    def next_deadline(self) -> float | None:
+        deadlines = [
+            d
+            for d in (self._timers.next_deadline(), self.profiles.next_deadline())
+            if d is not None
+        ]
+        return min(deadlines) if deadlines else None
+
+    def tick(self, now: float) -> None:
+        """Fire the dialog timers due at ``now``; BYEs go out through the proxy."""
+        self._now = now
+        self.profiles.expire(now)
+        for dialog, which in self._timers.pop_due(now):
+            if which == "ka":
+                dialog._ka_timer = None
+                self._keepalive(dialog, now)
+                continue
+            dialog._timer = None
+            kind = dialog._timer_kind
+            if kind == "early":
+                self._expire(dialog, now, early=True)
+            elif kind == "noack":
+                # No ACK for the 2xx: Kamailio gives the dialog 10 more seconds.
+                self._arm(dialog, now + _GRACE, "lifetime")
+            elif kind == "lifetime":
+                self._expire(dialog, now, early=False)
+            elif kind in ("ended", "destroy"):
+                self._destroy(dialog)
+
+    def _expire(self, dialog: Dialog, now: float, *, early: bool) -> None:
+        self.stats.expired += 1
+        dialog.expired = True
+        self._emit(events.DialogExpired(dialog))
+        route = dialog.ctx.timeout_route
+        if route is not None and route in self.timeout_routes:
+            try:
+                self.timeout_routes[route](dialog)
+            except Exception:
+                log.exception("timeout route %s raised", route)
+        if dialog.state is DialogState.DELETED:
+            return  # the timeout route ended it
+        send_bye = self.config.send_bye or dialog.ctx.timeout_bye
+        if send_bye and not early:
+            self.bye(dialog, Side.ALL, now=now, expired=True)
+            return
+        dialog.end_time = now
+        self._set_state(dialog, DialogState.DELETED)
+        self._leave_profiles(dialog)
+        self._emit(events.DialogEnd(dialog))
+        self._arm(dialog, now + self.config.deleted_linger, "destroy")
+
+    def _destroy(self, dialog: Dialog) -> None:
+        self._disarm(dialog)
+        self._leave_profiles(dialog)
+        if dialog.state is not DialogState.DELETED:
+            self._set_state(dialog, DialogState.DELETED)
+        self._by_id.pop((dialog.h_entry, dialog.h_id), None)
+        same = self._by_call_id.get(dialog.call_id)
+        if same is not None:
+            if dialog in same:
+                same.remove(dialog)
+            if not same:
+                del self._by_call_id[dialog.call_id]
+        self._initial.pop(dialog, None)
+        self._emit(events.DialogDestroyed(dialog))
+
+    # -- what the script and the management API do --------------------------------------------
+
+    def set_profile(self, dialog: Dialog, profile: str, value: str | None = None) -> None:
+        """Kamailio: ``set_dlg_profile(profile[, value])``."""
+        link = self.profiles[profile].add(dialog, value)
+        dialog.profiles.append(link)
+
+    def unset_profile(self, dialog: Dialog, profile: str, value: str | None = None) -> bool:
+        """Kamailio: ``unset_dlg_profile(profile[, value])``."""
+        table = self.profiles[profile]
+        if not table.remove(dialog, value):
+            return False
+        for i, link in enumerate(dialog.profiles):
+            if link.profile == profile and (value is None or link.value == table._key(value)):
+                del dialog.profiles[i]
+                break
+        return True
+
+    def is_in_profile(self, dialog: Dialog, profile: str, value: str | None = None) -> bool:
+        """Kamailio: ``is_in_profile(profile[, value])``."""
+        return self.profiles[profile].contains(dialog, value)
+
+    def profile_size(self, profile: str, value: str | None = None) -> int:
+        """Kamailio: ``get_profile_size(profile[, value], size)``."""
+        return self.profiles[profile].size(value)
+
+    def set_timeout(self, dialog: Dialog, timeout: int, now: float | None = None) -> None:
+        """Kamailio: ``dlg_set_timeout(timeout)``: the lifetime, from now
+        when confirmed, else from the 2xx when it comes."""
+        if timeout < 0:
+            raise LocalProtocolError("a dialog timeout is not negative")
+        dialog.timeout = timeout
+        if dialog.state is DialogState.CONFIRMED:
+            self._arm(dialog, (self._now if now is None else now) + timeout, "lifetime")
+
+    def set_timeout_by_profile(
+        self, profile: str, timeout: int, value: str | None = None, now: float | None = None
+    ) -> int:
+        """Kamailio: ``dlg_set_timeout_by_profile(profile, [value], timeout)``."""
+        dialogs = list(self.profiles[profile].dialogs(value))
+        for dialog in dialogs:
+            self.set_timeout(dialog, timeout, now)
+        return len(dialogs)
+
+    def set_property(self, dialog: Dialog, prop: Property | str) -> None:
+        """Kamailio: ``dlg_set_property("ka-src" | "ka-dst" | "timeout-noreset")``."""
+        flag = _property(prop)
+        dialog.iflags |= flag
+        if flag & (Property.KA_SRC | Property.KA_DST) and dialog.state is DialogState.CONFIRMED:
+            self._arm_keepalive(dialog, self._now)
+
+    def reset_property(self, dialog: Dialog, prop: Property | str) -> None:
+        """Kamailio: ``dlg_reset_property(...)``."""
+        dialog.iflags &= ~_property(prop)
+
+    def remote_profile(
+        self, command: str, profile: str, value: str | None, uid: str, expires: float
+    ) -> bool:
+        """Kamailio: ``dlg_remote_profile(cmd, profile, value, uid, expires)``;
+        ``expires`` is an absolute time on this tracker's clock."""
+        if command == "add":
+            self.profiles.remote_add(profile, value or None, uid, expires)
+            return True
+        if command == "rm":
+            return self.profiles.remote_remove(profile, value or None, uid)
+        raise LocalProtocolError(f"dlg_remote_profile command must be add or rm, not {command!r}")
+
+    def set_state(self, dialog: Dialog, state: DialogState) -> None:
+        """Kamailio RPC ``dlg.set_state``: no BYE, no end events; a dialog set
+        to 5 is then destroyed after the linger time."""
+        self._set_state(dialog, state)
+        if state is DialogState.DELETED:
+            self._leave_profiles(dialog)
+            self._arm(dialog, self._now + self.config.deleted_linger, "destroy")
+
+    # -- locally generated requests ------------------------------------------------------------
+
+    def request_within(
+        self,
+        dialog: Dialog,
+        side: Side,
+        method: str,
+        *,
+        now: float,
+        headers: Iterable[tuple[str, str]] = (),
+        body: bytes = b"",
+        content_type: str | None = None,
+        on_response: Callable[[Side, Response], object] | None = None,
+    ) -> list[Request]:
+        """Kamailio: ``dlg_req_within(side, method, ...)``: send an in-dialog
+        request to the caller, the callee or both, with the right route
+        set, tags and CSeq. Needs an attached proxy."""
+        proxy = self._require_proxy()
+        if dialog.to_tag is None:
+            raise LocalProtocolError("an in-dialog request needs a confirmed dialog")
+        sides = [Side.CALLER, Side.CALLEE] if side is Side.ALL else [side]
+        sent = []
+        for target in sides:
+            request = self._build_within(dialog, target, method, headers, body, content_type)
+
+            def callback(response: Response, t: Side = target) -> None:
+                if on_response is not None:
+                    on_response(t, response)
+
+            proxy.send_request(
+                request,
+                self._destination(dialog, target),
+                now=now,
+                on_response=callback,
+            )
+            sent.append(request)
+        return sent
+
+    def _build_within(
+        self,
+        dialog: Dialog,
+        side: Side,
+        method: str,
+        headers: Iterable[tuple[str, str]],
+        body: bytes,
+        content_type: str | None,
+    ) -> Request:
+        assert dialog.to_tag is not None
+        if side is Side.CALLEE:
+            target = dialog.callee_contact or dialog.req_uri
+            from_ = f"<{dialog.from_uri}>;tag={dialog.from_tag}"
+            to = f"<{dialog.to_uri}>;tag={dialog.to_tag}"
+            cseq = int(dialog.caller_cseq or 0) + 1
+            dialog.caller_cseq = str(cseq)
+            route = dialog.callee_route_set
+            extra = list(self.config.lreq_callee_headers)
+        else:
+            target = dialog.caller_contact
+            from_ = f"<{dialog.to_uri}>;tag={dialog.to_tag}"
+            to = f"<{dialog.from_uri}>;tag={dialog.from_tag}"
+            cseq = int(dialog.callee_cseq or 0) + 1
+            dialog.callee_cseq = str(cseq)
+            route = dialog.caller_route_set
+            extra = []
+        request = make_request(
+            method,
+            target,
+            from_=from_,
+            to=to,
+            via="SIP/2.0/UDP 0.0.0.0;branch=z9hG4bKplaceholder",
+            call_id=dialog.call_id,
+            cseq=cseq,
+            route=route,
+            headers=[*self.config.extra_headers, *extra, *headers],
+            body=body,
+            content_type=content_type,
+        )
+        request.remove_header("Via")  # the proxy puts its own on top
+        return request
+
+    def _destination(self, dialog: Dialog, side: Side) -> Endpoint | None:
+        # Where that party's requests came from, when known and there is no
+        # route set to follow; else the proxy resolves the Route or the URI.
+        route = dialog.callee_route_set if side is Side.CALLEE else dialog.caller_route_set
+        if route:
+            return None
+        address = dialog.callee_address if side is Side.CALLEE else dialog.caller_address
+        return address
+
+    def bye(
+        self,
+        dialog: Dialog,
+        side: Side = Side.ALL,
+        *,
+        now: float,
+        headers: Iterable[tuple[str, str]] = (),
+        expired: bool = False,
+    ) -> None:
+        """Kamailio: ``dlg_bye(side)``, ``dlg.end_dlg``: BYE to the party or
+        both; for a dialog still in setup, CANCEL towards the callee and
+        ``bye_early_code`` to the caller."""
+        self._now = now
+        if dialog.state is DialogState.DELETED:
+            return
+        if not dialog.is_confirmed:
+            ctx = self._initial.get(dialog)
+            if ctx is not None:
+                ctx.cancel_branches()
+                if ctx.final_sent is None and ctx.transaction is not None:
+                    ctx.reply(self.config.bye_early_code, self.config.bye_early_reason, now=now)
+            if not dialog.is_ended:  # the early reply may have failed it already
+                self._fail(dialog, None, now)
+            return
+        if self._proxy is not None:
+            self.request_within(
+                dialog,
+                side,
+                "BYE",
+                now=now,
+                headers=headers,
+                on_response=lambda _s, r: self._bye_answered(dialog, r),
+            )
+        self._terminate(dialog, None, None, now)
+
+    def _bye_answered(self, dialog: Dialog, response: Response) -> None:
+        if response.status_code < 200:
+            return
+        self._emit(events.DialogTerminatedConfirmed(dialog, response))
+        if dialog.state is DialogState.DELETED and dialog._timer_kind == "ended":
+            self._arm(dialog, self._now + self.config.deleted_linger, "destroy")
+
+    def _arm_keepalive(self, dialog: Dialog, now: float) -> None:
+        if dialog._ka_timer is not None:
+            self._timers.cancel(dialog._ka_timer)
+        dialog._ka_timer = self._timers.add(now + self.config.ka_interval, (dialog, "ka"))
+
+    def _keepalive(self, dialog: Dialog, now: float) -> None:
+        if dialog.state is not DialogState.CONFIRMED or self._proxy is None:
+            return
+        sides = []
+        if dialog.iflags & Property.KA_SRC:
+            sides.append(Side.CALLER)
+        if dialog.iflags & Property.KA_DST:
+            sides.append(Side.CALLEE)
+        for side in sides:
+            request = self._build_within(dialog, side, "OPTIONS", (), b"", None)
+            # Kamailio keeps the keepalive's CSeq at or below the last one sent.
+            if side is Side.CALLEE:
+                dialog.caller_cseq = str(int(dialog.caller_cseq) - 1)
+            else:
+                dialog.callee_cseq = str(int(dialog.callee_cseq) - 1)
+            self._proxy.send_request(
+                request,
+                self._destination(dialog, side),
+                now=now,
+                on_response=functools.partial(self._keepalive_answered, dialog, side),
+            )
+        self._arm_keepalive(dialog, now)
+
+    def _keepalive_answered(self, dialog: Dialog, side: Side, response: Response) -> None:
+        code = response.status_code
+        if code < 200 or dialog.state is not DialogState.CONFIRMED:
+            return
+        if code in (408, 481):
+            failures = dialog.ka_failures.get(side, 0) + 1
+            dialog.ka_failures[side] = failures
+            self._emit(events.KeepaliveFailed(dialog, side.value, code))
+            if failures >= self.config.ka_failed_limit:
+                self._arm(dialog, self._now + _GRACE, "lifetime")
+        else:
+            dialog.ka_failures[side] = 0
+
+    def _require_proxy(self) -> Proxy:
+        if self._proxy is None:
+            raise LocalProtocolError("attach the tracker to a proxy to send requests")
+        return self._proxy
+
+    # -- statistics ------------------------------------------------------------------------------
+
+    def stats_active(self) -> dict[str, int]:
+        """Kamailio RPC ``dlg.stats_active``: a scan of the dialogs by state."""
+        counts = {"starting": 0, "connecting": 0, "answering": 0, "ongoing": 0}
+        names = {
+            DialogState.UNCONFIRMED: "starting",
+            DialogState.EARLY: "connecting",
+            DialogState.CONFIRMED_NA: "answering",
+            DialogState.CONFIRMED: "ongoing",
+        }
+        for dialog in self._by_id.values():
+            name = names.get(dialog.state)
+            if name is not None:
+                counts[name] += 1
+        counts["all"] = sum(counts.values())
+        return counts
+
+
+def _to_tag(request: Request) -> str | None:
+    try:
+        return request.to.tag
+    except ParseError:
+        return None
+
+
+def _source_of(ctx: RequestContext, response: Response) -> Endpoint | None:
+    for branch in ctx.branches:
+        if branch.response is response:
+            return branch.destination
+    return None
+
+
+def _property(prop: Property | str) -> Property:
+    if isinstance(prop, Property):
+        return prop
+    names = {
+        "ka-src": Property.KA_SRC,
+        "ka-dst": Property.KA_DST,
+        "timeout-noreset": Property.TIMEOUT_NORESET,
+    }
+    flag = names.get(prop)
+    if flag is None:
+        raise LocalProtocolError(f"unknown dialog property {prop!r}")
+    return flag
