@@ -338,16 +338,19 @@ class RequestContext:
         target: Endpoint | URI | str | None = None,
         *,
         uri: URI | str | None = None,
-    ) -> Branch:
+    ) -> Branch | None:
         """Forward the request statefully (Kamailio: ``t_relay()``,
         ``t_relay_to``, ``$du``).
 
         ``uri`` sets the branch's Request-URI (default: the request's).
         ``target`` is where it goes: an Endpoint, or a URI (``$du``); by
         default the top Route, else the Request-URI. Raises SipError with
-        status_hint 478 when no address can be had for it.
+        status_hint 478 when no address can be had for it. Returns the new
+        branch, or None for an ACK to a 2xx: that has no transaction and is
+        forwarded statelessly.
         """
-        return self.fork([(target, uri)])[0]
+        branches = self.fork([(target, uri)])
+        return branches[0] if branches else None
 
     def fork(
         self, targets: Sequence[tuple[Endpoint | URI | str | None, URI | str | None]]
