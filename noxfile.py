@@ -64,13 +64,39 @@ def interop(session: nox.Session) -> None:
     session.run("pytest", "-m", "interop", *session.posargs, success_codes=[0, 5])
 
 
+def _transaction_args(posargs: list[str]) -> list[str]:
+    """run.py's arguments as benchmarks/transactions.py takes them: ``--json
+    PATH`` becomes ``PATH``'s sibling ``<stem>.transactions<suffix>`` (the two
+    must not write one file) and ``--round-time S``, a message-layer setting,
+    is left out."""
+    out: list[str] = []
+    args = iter(posargs)
+    for arg in args:
+        name, eq, value = arg.partition("=")
+        if name == "--round-time":
+            if not eq:
+                next(args, None)
+            continue
+        if name == "--json":
+            path = Path(value if eq else next(args, ""))
+            out += ["--json", str(path.with_name(f"{path.stem}.transactions{path.suffix}"))]
+            continue
+        out.append(arg)
+    return out
+
+
 @nox.session(python=PYTHON)
 def bench(session: nox.Session) -> None:
-    """The benchmark suite; prints its figures against sippy measured in the same run."""
+    """The benchmark suite; prints its figures against sippy measured in the same run.
+
+    ``nox -s bench -- --quick`` (or ``--check``, ``--json PATH``, ``--rounds N``)
+    is passed to both run.py and transactions.py.
+    """
     _install(session)
-    # sippy is the peer the message layer is measured against, not a dependency.
+    # sippy is the peer sipcore is measured against, not a dependency.
     session.install("sippy==2.5.0")
     session.run("python", "benchmarks/run.py", *session.posargs)
+    session.run("python", "benchmarks/transactions.py", *_transaction_args(session.posargs))
     session.run("python", "benchmarks/floor.py")
 
 

@@ -617,3 +617,37 @@ def test_services_are_ticked_by_the_proxy_when_due() -> None:
     assert h.proxy.next_deadline() == 10.0
     h.settle()
     assert service.ticks == [10.0, 20.0, 30.0]
+
+
+def test_relay_of_an_ack_for_a_2xx_forwards_it_statelessly_and_returns_no_branch(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    from sipcore import Branch, make_request, new_branch
+
+    relayed: list[Branch | None] = []
+
+    def script(ctx: RequestContext) -> None:
+        if ctx.loose_route():
+            relayed.append(ctx.relay())
+            return
+        ctx.record_route()
+        ctx.relay(UAS1)
+
+    h = Harness(script)
+    ack = make_request(
+        "ACK",
+        "sip:bob@127.0.0.1:5062",
+        from_="<sip:alice@example.com>;tag=a1",
+        to="<sip:bob@example.com>;tag=b1",
+        via=f"SIP/2.0/UDP 127.0.0.1:5061;branch={new_branch()}",
+        route=["<sip:127.0.0.1:5060;lr>"],
+    )
+    with caplog.at_level(logging.WARNING, logger="sipcore.proxy"):
+        sent = h.send(bytes(ack))
+    assert [r.levelname for r in caplog.records] == []
+    assert relayed == [None]
+    assert [s.destination for s in sent] == [UAS1]
+    forwarded = parse_message(sent[0].data)
+    assert forwarded.start_line == "ACK sip:bob@127.0.0.1:5062 SIP/2.0"
+    assert "Route" not in forwarded
+    assert len(forwarded.via) == 2
