@@ -600,6 +600,11 @@ class Proxy:
         txn.user_data = _LocalRequest(on_response)
         return txn
 
+    def send_stateless(self, message: Request | Response, destination: Endpoint) -> None:
+        """Send without a transaction (an ACK for a 2xx this proxy received
+        as a UAC). Collect it with :meth:`take`."""
+        self.layer.send_stateless(message, destination)
+
     def _call_local(self, owner: _LocalRequest, response: Response) -> None:
         if owner.callback is None:
             return
