@@ -98,6 +98,12 @@ def bench(session: nox.Session) -> None:
     session.run("python", "benchmarks/run.py", *session.posargs)
     session.run("python", "benchmarks/transactions.py", *_transaction_args(session.posargs))
     session.run("python", "benchmarks/floor.py")
+    # The dialog tracker: 1,000,000 concurrent dialogs (100,000 with --quick).
+    session.run(
+        "python",
+        "benchmarks/dialogs.py",
+        *[a for a in session.posargs if a in ("--quick", "--check")],
+    )
 
 
 @nox.session(python=PYTHON)

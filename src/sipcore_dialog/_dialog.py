@@ -10,7 +10,7 @@ the tracker's job.
 from __future__ import annotations
 
 import enum
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Final
 
 import attrs
 
@@ -53,6 +53,10 @@ class Property(enum.IntFlag):
     KA_SRC = 1  # keepalive OPTIONS to the caller
     KA_DST = 2  # keepalive OPTIONS to the callee
     TIMEOUT_NORESET = 4
+
+
+# Flags are values: one shared empty set (building an IntFlag costs ~15 us).
+NO_PROPERTIES: Final = Property(0)
 
 
 @attrs.define(slots=True)
@@ -126,7 +130,7 @@ class Dialog:
     timeout: int = 0  # lifetime in seconds once confirmed
     deadline: float | None = None  # when the current timer fires
     sflags: int = 0  # dlg_setflag
-    iflags: Property = attrs.field(factory=lambda: Property(0))
+    iflags: Property = attrs.field(default=NO_PROPERTIES)
     vars: dict[str, str] = attrs.Factory(dict)
     ctx: DialogContext = attrs.Factory(DialogContext)
     profiles: list[ProfileLink] = attrs.Factory(list)
