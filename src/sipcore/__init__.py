@@ -28,7 +28,7 @@ from ._proxy import (
     uri_destination,
 )
 from ._stream import NEED_DATA, KeepAlive, NeedData, StreamParser
-from ._timers import TimerHandle, TimerQueue
+from ._timers import SecondTimers, TimerHandle, TimerQueue
 from ._transaction import (
     ClientTransaction,
     ServerTransaction,
@@ -69,6 +69,7 @@ __all__ = [
     "Request",
     "RequestContext",
     "Response",
+    "SecondTimers",
     "Send",
     "ServerTransaction",
     "Service",

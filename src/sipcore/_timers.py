@@ -10,12 +10,13 @@ and :meth:`TimerQueue.pop_due` is handed ``now``.
 from __future__ import annotations
 
 import itertools
-from collections.abc import Iterator
+import math
+from collections.abc import Hashable, Iterator
 from typing import Generic, TypeVar
 
 from sortedcontainers import SortedDict
 
-__all__ = ["TimerHandle", "TimerQueue"]
+__all__ = ["SecondTimers", "TimerHandle", "TimerQueue"]
 
 _P = TypeVar("_P")
 
@@ -79,3 +80,75 @@ class TimerQueue(Generic[_P]):
                 return
             del timers[handle]
             yield payload
+
+
+_H = TypeVar("_H", bound=Hashable)
+
+
+class SecondTimers(Generic[_H]):
+    """Timers of whole-second resolution for very many items (dialogs).
+
+    A deadline is rounded up to the next whole second and the item joins
+    that second's set: one sorted entry per second in use, however many
+    items share it, and an item costs one set slot. Adding and cancelling
+    are O(1) plus O(log seconds); :meth:`pop_due` is O(expired). Kamailio's
+    dialog timer also ticks in whole seconds, so nothing fires earlier than
+    asked and at most a second later.
+
+    >>> q: SecondTimers[str] = SecondTimers()
+    >>> key = q.add(2.3, "dialog")
+    >>> key, q.next_deadline()
+    (3, 3.0)
+    >>> list(q.pop_due(2.9)), list(q.pop_due(3.0))
+    ([], ['dialog'])
+    """
+
+    __slots__ = ("_buckets", "_count")
+
+    def __init__(self) -> None:
+        self._buckets: SortedDict[int, set[_H]] = SortedDict()
+        self._count = 0
+
+    def __len__(self) -> int:
+        return self._count
+
+    def add(self, deadline: float, item: _H) -> int:
+        """Arm ``item``; the returned second is what :meth:`cancel` needs."""
+        second = math.ceil(deadline)
+        bucket = self._buckets.get(second)
+        if bucket is None:
+            bucket = self._buckets[second] = set()
+        if item not in bucket:
+            bucket.add(item)
+            self._count += 1
+        return second
+
+    def cancel(self, second: int, item: _H) -> bool:
+        bucket = self._buckets.get(second)
+        if bucket is None or item not in bucket:
+            return False
+        bucket.discard(item)
+        self._count -= 1
+        if not bucket:
+            del self._buckets[second]
+        return True
+
+    def next_deadline(self) -> float | None:
+        if not self._buckets:
+            return None
+        return float(self._buckets.peekitem(0)[0])
+
+    def pop_due(self, now: float) -> Iterator[_H]:
+        """Remove and yield every item whose second has come, earliest first.
+        Items armed while iterating for a second already due come out too."""
+        buckets = self._buckets
+        while buckets:
+            second, bucket = buckets.peekitem(0)
+            if second > now:
+                return
+            if not bucket:
+                del buckets[second]
+                continue
+            item = bucket.pop()
+            self._count -= 1
+            yield item

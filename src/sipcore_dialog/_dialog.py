@@ -14,12 +14,20 @@ from typing import TYPE_CHECKING, Any, Final
 
 import attrs
 
-from sipcore import Endpoint, TimerHandle
+from sipcore import Endpoint
 
 if TYPE_CHECKING:
     from ._profiles import ProfileLink
 
-__all__ = ["Dialog", "DialogContext", "DialogState", "Direction", "Property", "Side"]
+__all__ = [
+    "Dialog",
+    "DialogContext",
+    "DialogExtra",
+    "DialogState",
+    "Direction",
+    "Property",
+    "Side",
+]
 
 
 class DialogState(enum.IntEnum):
@@ -67,8 +75,6 @@ class DialogContext:
     timeout_bye: bool = False  # $dlg_ctx(timeout_bye)
     flags: int = 0  # $dlg_ctx(flags)
     on: bool = True  # $dlg_ctx(on)
-    set: bool = False  # $dlg_ctx(set): a dialog is bound to the request
-    dir: int = 0  # $dlg_ctx(dir): 1 downstream, 2 upstream
 
 
 def reverse_hex(value: int) -> str:
@@ -95,7 +101,65 @@ def parse_reverse_hex(text: str) -> int | None:
     return value
 
 
-@attrs.define(slots=True, eq=False, repr=False)
+# The fields read only now and then (local requests, RPC listings, the
+# store) are packed into one string: a dialog then pays one string header
+# for all of them instead of one each. Order matters: it is the encoding.
+_COLD: Final = (
+    "from_uri",
+    "to_uri",
+    "req_uri",
+    "caller_contact",
+    "callee_contact",
+    "caller_cseq",
+    "callee_cseq",
+    "caller_route_set",
+    "callee_route_set",
+    "caller_address",
+    "callee_address",
+)
+_INDEX: Final = {name: i for i, name in enumerate(_COLD)}
+_ROUTES: Final = frozenset({"caller_route_set", "callee_route_set"})
+_ADDRESSES: Final = frozenset({"caller_address", "callee_address"})
+_SEP: Final = "\x00"
+_ROUTE_SEP: Final = "\x01"
+
+
+def _pack(values: list[str]) -> str | tuple[str, ...]:
+    # A value holding a separator (possible with lenient parsing) keeps the
+    # unpacked form: correctness first, compactness where it is safe.
+    if any(_SEP in v or _ROUTE_SEP in v for v in values):
+        return tuple(values)
+    return _SEP.join(values)
+
+
+class DialogExtra:
+    """What only some dialogs use: variables, context, profiles, callbacks,
+    the end of the call. Created on first use."""
+
+    __slots__ = (
+        "ctx",
+        "end_time",
+        "expired",
+        "ka_failures",
+        "profiles",
+        "spirals",
+        "subscribers",
+        "terminated_by",
+        "vars",
+    )
+
+    def __init__(self) -> None:
+        self.vars: dict[str, str] = {}
+        self.ctx = DialogContext()
+        self.profiles: list[ProfileLink] = []
+        self.subscribers: dict[type, list[Any]] | None = None
+        self.ka_failures: dict[Side, int] = {}
+        self.end_time: float | None = None
+        self.terminated_by: Direction | None = None
+        self.expired = False
+        self.spirals = 0
+
+
 class Dialog:
     """A tracked dialog (Kamailio: ``dlg_cell``).
 
@@ -103,46 +167,286 @@ class Dialog:
     timers, profiles) or through the setters documented here (variables,
     flags). ``h_entry``/``h_id`` identify it as Kamailio's RPC and database
     do; :attr:`did` is the Record-Route cookie built from them.
+
+    Laid out for a million at a time: the hot fields are slots, the rest is
+    packed (see ``_COLD``) or in a :class:`DialogExtra` made on first use.
     """
+
+    __slots__ = (
+        "_cold",
+        "_extra",
+        "_ka_timer",
+        "_timer",
+        "_timer_kind",
+        "call_id",
+        "callee_socket",
+        "caller_socket",
+        "from_tag",
+        "h_entry",
+        "h_id",
+        "iflags",
+        "init_time",
+        "sflags",
+        "start_time",
+        "state",
+        "timeout",
+        "to_tag",
+    )
 
     h_entry: int
     h_id: int
     call_id: str
-    from_uri: str
     from_tag: str
-    to_uri: str
-    req_uri: str
-    caller_cseq: str
-    caller_contact: str
+    to_tag: str | None
+    state: DialogState
     init_time: float
-    state: DialogState = DialogState.UNCONFIRMED
-    to_tag: str | None = None
-    callee_cseq: str = ""
-    callee_contact: str = ""
-    caller_route_set: tuple[str, ...] = ()
-    callee_route_set: tuple[str, ...] = ()
-    caller_socket: Endpoint | None = None  # where this element received the caller
-    callee_socket: Endpoint | None = None
-    caller_address: Endpoint | None = None  # where the caller's requests came from
-    callee_address: Endpoint | None = None
-    start_time: float | None = None  # when it was confirmed (the 2xx)
-    end_time: float | None = None
-    timeout: int = 0  # lifetime in seconds once confirmed
-    deadline: float | None = None  # when the current timer fires
-    sflags: int = 0  # dlg_setflag
-    iflags: Property = attrs.field(default=NO_PROPERTIES)
-    vars: dict[str, str] = attrs.Factory(dict)
-    ctx: DialogContext = attrs.Factory(DialogContext)
-    profiles: list[ProfileLink] = attrs.Factory(list)
-    acked: bool = False
-    terminated_by: Direction | None = None
-    expired: bool = False
-    spirals: int = 0
-    ka_failures: dict[Side, int] = attrs.Factory(dict)
-    subscribers: dict[type, list[Any]] | None = None  # per-dialog callbacks
-    _timer: TimerHandle | None = None
-    _ka_timer: TimerHandle | None = None
-    _timer_kind: str = ""
+    start_time: float | None  # when it was confirmed (the 2xx)
+    timeout: int  # lifetime in seconds once confirmed
+    sflags: int  # dlg_setflag
+    iflags: Property
+    caller_socket: Endpoint | None  # where this element received the caller
+    callee_socket: Endpoint | None
+
+    def __init__(
+        self,
+        h_entry: int,
+        h_id: int,
+        call_id: str,
+        from_uri: str,
+        from_tag: str,
+        to_uri: str,
+        req_uri: str,
+        caller_cseq: str,
+        caller_contact: str,
+        init_time: float,
+        state: DialogState = DialogState.UNCONFIRMED,
+        to_tag: str | None = None,
+        callee_cseq: str = "",
+        callee_contact: str = "",
+        caller_route_set: tuple[str, ...] = (),
+        callee_route_set: tuple[str, ...] = (),
+        caller_socket: Endpoint | None = None,
+        callee_socket: Endpoint | None = None,
+        caller_address: Endpoint | None = None,
+        callee_address: Endpoint | None = None,
+        start_time: float | None = None,
+        timeout: int = 0,
+        sflags: int = 0,
+        iflags: Property = NO_PROPERTIES,
+    ) -> None:
+        self.h_entry = h_entry
+        self.h_id = h_id
+        self.call_id = call_id
+        self.from_tag = from_tag
+        self.to_tag = to_tag
+        self.state = state
+        self.init_time = init_time
+        self.start_time = start_time
+        self.timeout = timeout
+        self.sflags = sflags
+        self.iflags = iflags
+        self.caller_socket = caller_socket
+        self.callee_socket = callee_socket
+        self._extra: DialogExtra | None = None
+        self._timer: int | None = None
+        self._ka_timer: int | None = None
+        self._timer_kind = ""
+        self._cold: str | tuple[str, ...] = _pack(
+            [
+                from_uri,
+                to_uri,
+                req_uri,
+                caller_contact,
+                callee_contact,
+                caller_cseq,
+                callee_cseq,
+                _ROUTE_SEP.join(caller_route_set),
+                _ROUTE_SEP.join(callee_route_set),
+                str(caller_address) if caller_address is not None else "",
+                str(callee_address) if callee_address is not None else "",
+            ]
+        )
+
+    # -- the packed fields -------------------------------------------------------
+
+    def _values(self) -> list[str]:
+        cold = self._cold
+        return cold.split(_SEP) if isinstance(cold, str) else list(cold)
+
+    def _get(self, name: str) -> str:
+        return self._values()[_INDEX[name]]
+
+    def update(self, **fields: object) -> None:
+        """Set several packed fields at once (one re-packing)."""
+        values = self._values()
+        for name, value in fields.items():
+            if name in _ROUTES:
+                text = _ROUTE_SEP.join(value)  # type: ignore[arg-type]
+            elif name in _ADDRESSES:
+                text = "" if value is None else str(value)
+            else:
+                text = str(value)
+            values[_INDEX[name]] = text
+        self._cold = _pack(values)
+
+    @property
+    def from_uri(self) -> str:
+        return self._get("from_uri")
+
+    @property
+    def to_uri(self) -> str:
+        return self._get("to_uri")
+
+    @property
+    def req_uri(self) -> str:
+        return self._get("req_uri")
+
+    @property
+    def caller_contact(self) -> str:
+        return self._get("caller_contact")
+
+    @caller_contact.setter
+    def caller_contact(self, value: str) -> None:
+        self.update(caller_contact=value)
+
+    @property
+    def callee_contact(self) -> str:
+        return self._get("callee_contact")
+
+    @callee_contact.setter
+    def callee_contact(self, value: str) -> None:
+        self.update(callee_contact=value)
+
+    @property
+    def caller_cseq(self) -> str:
+        return self._get("caller_cseq")
+
+    @caller_cseq.setter
+    def caller_cseq(self, value: str) -> None:
+        self.update(caller_cseq=value)
+
+    @property
+    def callee_cseq(self) -> str:
+        return self._get("callee_cseq")
+
+    @callee_cseq.setter
+    def callee_cseq(self, value: str) -> None:
+        self.update(callee_cseq=value)
+
+    @property
+    def caller_route_set(self) -> tuple[str, ...]:
+        text = self._get("caller_route_set")
+        return tuple(text.split(_ROUTE_SEP)) if text else ()
+
+    @caller_route_set.setter
+    def caller_route_set(self, value: tuple[str, ...]) -> None:
+        self.update(caller_route_set=value)
+
+    @property
+    def callee_route_set(self) -> tuple[str, ...]:
+        text = self._get("callee_route_set")
+        return tuple(text.split(_ROUTE_SEP)) if text else ()
+
+    @callee_route_set.setter
+    def callee_route_set(self, value: tuple[str, ...]) -> None:
+        self.update(callee_route_set=value)
+
+    @property
+    def caller_address(self) -> Endpoint | None:
+        """Where the caller's requests came from."""
+        text = self._get("caller_address")
+        return Endpoint.parse(text) if text else None
+
+    @caller_address.setter
+    def caller_address(self, value: Endpoint | None) -> None:
+        self.update(caller_address=value)
+
+    @property
+    def callee_address(self) -> Endpoint | None:
+        """Where the callee's responses and requests came from."""
+        text = self._get("callee_address")
+        return Endpoint.parse(text) if text else None
+
+    @callee_address.setter
+    def callee_address(self, value: Endpoint | None) -> None:
+        self.update(callee_address=value)
+
+    # -- the extras ------------------------------------------------------------------
+
+    def _more(self) -> DialogExtra:
+        extra = self._extra
+        if extra is None:
+            extra = self._extra = DialogExtra()
+        return extra
+
+    @property
+    def vars(self) -> dict[str, str]:
+        """``$dlg_var(name)``: free text the script keeps with the dialog."""
+        return self._more().vars
+
+    @property
+    def ctx(self) -> DialogContext:
+        """``$dlg_ctx(...)``: what the script sets for what happens next."""
+        return self._more().ctx
+
+    @property
+    def profiles(self) -> list[ProfileLink]:
+        """The profiles this dialog is in (change them through the tracker)."""
+        return self._more().profiles
+
+    @property
+    def subscribers(self) -> dict[type, list[Any]] | None:
+        return self._extra.subscribers if self._extra is not None else None
+
+    @subscribers.setter
+    def subscribers(self, value: dict[type, list[Any]] | None) -> None:
+        self._more().subscribers = value
+
+    @property
+    def ka_failures(self) -> dict[Side, int]:
+        return self._more().ka_failures
+
+    @property
+    def end_time(self) -> float | None:
+        return self._extra.end_time if self._extra is not None else None
+
+    @end_time.setter
+    def end_time(self, value: float | None) -> None:
+        self._more().end_time = value
+
+    @property
+    def terminated_by(self) -> Direction | None:
+        """Who sent the BYE (None: the tracker ended it, or it did not end so)."""
+        return self._extra.terminated_by if self._extra is not None else None
+
+    @terminated_by.setter
+    def terminated_by(self, value: Direction | None) -> None:
+        self._more().terminated_by = value
+
+    @property
+    def expired(self) -> bool:
+        """True when its timer ran out (DLGCB_EXPIRED)."""
+        return self._extra.expired if self._extra is not None else False
+
+    @expired.setter
+    def expired(self, value: bool) -> None:
+        self._more().expired = value
+
+    @property
+    def spirals(self) -> int:
+        """How many times the initial INVITE spiralled back through this proxy."""
+        return self._extra.spirals if self._extra is not None else 0
+
+    @spirals.setter
+    def spirals(self, value: int) -> None:
+        self._more().spirals = value
+
+    # -- behaviour ---------------------------------------------------------------------
+
+    @property
+    def deadline(self) -> float | None:
+        """When the dialog's current timer fires (whole seconds), or None."""
+        return None if self._timer is None else float(self._timer)
 
     @property
     def did(self) -> str:

@@ -23,6 +23,7 @@ from typing import Any, Final, TypeVar
 import attrs
 
 from sipcore import (
+    Address,
     Endpoint,
     LocalProtocolError,
     ParseError,
@@ -30,8 +31,8 @@ from sipcore import (
     Request,
     RequestContext,
     Response,
+    SecondTimers,
     SipURI,
-    TimerQueue,
     core_hash,
     make_request,
 )
@@ -85,11 +86,15 @@ class DialogTracker:
         self.profiles = ProfileTable(self.config.profiles_with_value, self.config.profiles_no_value)
         self.timeout_routes: dict[str, Callable[[Dialog], object]] = {}
         self._rng = rng or random.Random()
-        self._by_id: dict[tuple[int, int], Dialog] = {}
-        self._by_call_id: dict[str, list[Dialog]] = {}
+        # Keyed by h_entry << 32 | h_id, and by Call-ID (a lone dialog is kept
+        # as it is, several in a list): a million dialogs is the design load.
+        self._by_id: dict[int, Dialog] = {}
+        self._by_call_id: dict[str, Dialog | list[Dialog]] = {}
         self._next_n: dict[int, int] = {}
-        # (dialog, "main") is the dialog's one state timer, (dialog, "ka") its keepalive.
-        self._timers: TimerQueue[tuple[Dialog, str]] = TimerQueue()
+        # Each dialog has at most one state timer and one keepalive timer,
+        # in whole seconds as Kamailio's dialog timer.
+        self._timers: SecondTimers[Dialog] = SecondTimers()
+        self._ka_timers: SecondTimers[Dialog] = SecondTimers()
         self._subscribers: dict[type, list[Callable[[Any], object]]] = {}
         self._initial: dict[Dialog, RequestContext] = {}
         self._proxy: Proxy | None = None
@@ -143,16 +148,22 @@ class DialogTracker:
         return found[0] if found else None
 
     def by_id(self, h_entry: int, h_id: int) -> Dialog | None:
-        return self._by_id.get((h_entry, h_id))
+        return self._by_id.get(_key(h_entry, h_id))
 
     def _match_sip(
         self, call_id: str, from_tag: str | None, to_tag: str | None
     ) -> tuple[Dialog, Direction] | None:
-        for dialog in self._by_call_id.get(call_id, ()):
+        for dialog in self._with_call_id(call_id):
             direction = dialog.direction_of(from_tag, to_tag)
             if direction is not None:
                 return dialog, direction
         return None
+
+    def _with_call_id(self, call_id: str) -> tuple[Dialog, ...] | list[Dialog]:
+        same = self._by_call_id.get(call_id)
+        if same is None:
+            return ()
+        return same if isinstance(same, list) else (same,)
 
     def _did_of(self, request: Request) -> tuple[int, int] | None:
         """The ``did`` cookie in the Route set (our Record-Route, echoed)."""
@@ -191,7 +202,7 @@ class DialogTracker:
         if mode is not MatchMode.DID_NONE:
             did = self._did_of(request)
             if did is not None:
-                dialog = self._by_id.get(did)
+                dialog = self._by_id.get(_key(*did))
                 if dialog is None or dialog.call_id != call_id:
                     return None
                 direction = dialog.direction_of(from_tag, to_tag)
@@ -246,7 +257,7 @@ class DialogTracker:
     def _spiral_of(self, request: Request) -> Dialog | None:
         if not self.config.detect_spirals:
             return None
-        for dialog in self._by_call_id.get(request.call_id, ()):
+        for dialog in self._with_call_id(request.call_id):
             if dialog.from_tag == request.from_.tag and dialog.state < DialogState.CONFIRMED_NA:
                 return dialog
         return None
@@ -269,7 +280,7 @@ class DialogTracker:
         while True:
             h_id = self.config.h_id_start + n * step
             n += 1
-            if (h_entry, h_id) not in self._by_id:
+            if _key(h_entry, h_id) not in self._by_id:
                 self._next_n[h_entry] = n
                 return h_id & 0xFFFFFFFF
 
@@ -291,12 +302,12 @@ class DialogTracker:
             h_entry=h_entry,
             h_id=h_id,
             call_id=call_id,
-            from_uri=str(request.from_.uri),
+            from_uri=_uri_text(request.from_),
             from_tag=from_tag,
-            to_uri=str(request.to.uri),
+            to_uri=_uri_text(request.to),
             req_uri=str(request.uri),
             caller_cseq=str(request.cseq.number),
-            caller_contact=str(contact[0].uri) if contact else "",
+            caller_contact=_uri_text(contact[0]) if contact else "",
             init_time=now,
             caller_route_set=tuple(request.get_all("Record-Route")),
             caller_socket=socket,
@@ -305,8 +316,14 @@ class DialogTracker:
         )
         if self.config.timeout_noreset:
             dialog.iflags |= Property.TIMEOUT_NORESET
-        self._by_id[(h_entry, h_id)] = dialog
-        self._by_call_id.setdefault(call_id, []).append(dialog)
+        self._by_id[_key(h_entry, h_id)] = dialog
+        same = self._by_call_id.get(call_id)
+        if same is None:
+            self._by_call_id[call_id] = dialog
+        elif isinstance(same, list):
+            same.append(dialog)
+        else:
+            self._by_call_id[call_id] = [same, dialog]
         self.stats.processed += 1
         self._arm(dialog, now + self.config.early_timeout, "early")
         return dialog
@@ -333,19 +350,17 @@ class DialogTracker:
 
     def _arm(self, dialog: Dialog, deadline: float, kind: str) -> None:
         if dialog._timer is not None:
-            self._timers.cancel(dialog._timer)
-        dialog._timer = self._timers.add(deadline, (dialog, "main"))
+            self._timers.cancel(dialog._timer, dialog)
+        dialog._timer = self._timers.add(deadline, dialog)
         dialog._timer_kind = kind
-        dialog.deadline = deadline
 
     def _disarm(self, dialog: Dialog) -> None:
         if dialog._timer is not None:
-            self._timers.cancel(dialog._timer)
+            self._timers.cancel(dialog._timer, dialog)
             dialog._timer = None
         if dialog._ka_timer is not None:
-            self._timers.cancel(dialog._ka_timer)
+            self._ka_timers.cancel(dialog._ka_timer, dialog)
             dialog._ka_timer = None
-        dialog.deadline = None
 
     # -- replies to the initial INVITE --------------------------------------------------------
 
@@ -373,10 +388,12 @@ class DialogTracker:
     ) -> None:
         dialog.to_tag = response.to.tag
         contact = response.contact
-        dialog.callee_contact = str(contact[0].uri) if contact else ""
-        dialog.callee_cseq = str(response.cseq.number)
-        dialog.callee_route_set = self._callee_route_set(dialog, response)
-        dialog.callee_address = source
+        dialog.update(
+            callee_contact=_uri_text(contact[0]) if contact else "",
+            callee_cseq=str(response.cseq.number),
+            callee_route_set=self._callee_route_set(dialog, response),
+            callee_address=source,
+        )
         dialog.start_time = now
         self._set_state(dialog, DialogState.CONFIRMED_NA)
         self._arm(dialog, now + self.config.noack_timeout, "noack")
@@ -424,7 +441,6 @@ class DialogTracker:
             if dialog.state is DialogState.CONFIRMED_NA and request.cseq.number == int(
                 dialog.caller_cseq or 0
             ):
-                dialog.acked = True
                 self._set_state(dialog, DialogState.CONFIRMED)
                 self._arm_lifetime(dialog, now)
                 self._emit(events.DialogConfirmed(dialog, request))
@@ -485,10 +501,12 @@ class DialogTracker:
                 self._arm(dialog, now + self.config.deleted_linger, "destroy")
 
     def _leave_profiles(self, dialog: Dialog) -> None:
-        for link in dialog.profiles:
+        if dialog._extra is None or not dialog._extra.profiles:
+            return
+        for link in dialog._extra.profiles:
             if link.profile in self.profiles:
                 self.profiles[link.profile].remove_all(dialog)
-        dialog.profiles.clear()
+        dialog._extra.profiles.clear()
 
     # -- proxy hooks ----------------------------------------------------------------------------
 
@@ -498,10 +516,8 @@ class DialogTracker:
             return  # initial: the script decides with manage()
         found = self.on_request(request, ctx.now, ctx.source)
         if found is not None:
+            # $dlg_ctx(set) and $dlg_ctx(dir) belong to the request, not the dialog.
             ctx.data["dialog"], ctx.data["dialog_direction"] = found
-            dialog = found[0]
-            dialog.ctx.set = True
-            dialog.ctx.dir = 1 if found[1] is Direction.DOWNSTREAM else 2
 
     def _on_response_forwarded(self, ctx: RequestContext, response: Response) -> None:
         dialog = ctx.data.get("dialog")
@@ -520,7 +536,11 @@ class DialogTracker:
     def next_deadline(self) -> float | None:
         deadlines = [
             d
-            for d in (self._timers.next_deadline(), self.profiles.next_deadline())
+            for d in (
+                self._timers.next_deadline(),
+                self._ka_timers.next_deadline(),
+                self.profiles.next_deadline(),
+            )
             if d is not None
         ]
         return min(deadlines) if deadlines else None
@@ -529,11 +549,10 @@ class DialogTracker:
         """Fire the dialog timers due at ``now``; BYEs go out through the proxy."""
         self._now = now
         self.profiles.expire(now)
-        for dialog, which in self._timers.pop_due(now):
-            if which == "ka":
-                dialog._ka_timer = None
-                self._keepalive(dialog, now)
-                continue
+        for dialog in self._ka_timers.pop_due(now):
+            dialog._ka_timer = None
+            self._keepalive(dialog, now)
+        for dialog in self._timers.pop_due(now):
             dialog._timer = None
             kind = dialog._timer_kind
             if kind == "early":
@@ -573,13 +592,14 @@ class DialogTracker:
         self._leave_profiles(dialog)
         if dialog.state is not DialogState.DELETED:
             self._set_state(dialog, DialogState.DELETED)
-        self._by_id.pop((dialog.h_entry, dialog.h_id), None)
+        self._by_id.pop(_key(dialog.h_entry, dialog.h_id), None)
         same = self._by_call_id.get(dialog.call_id)
-        if same is not None:
-            if dialog in same:
-                same.remove(dialog)
-            if not same:
-                del self._by_call_id[dialog.call_id]
+        if same is dialog:
+            del self._by_call_id[dialog.call_id]
+        elif isinstance(same, list) and dialog in same:
+            same.remove(dialog)
+            if len(same) == 1:
+                self._by_call_id[dialog.call_id] = same[0]
         self._initial.pop(dialog, None)
         self._emit(events.DialogDestroyed(dialog))
 
@@ -791,8 +811,8 @@ class DialogTracker:
 
     def _arm_keepalive(self, dialog: Dialog, now: float) -> None:
         if dialog._ka_timer is not None:
-            self._timers.cancel(dialog._ka_timer)
-        dialog._ka_timer = self._timers.add(now + self.config.ka_interval, (dialog, "ka"))
+            self._ka_timers.cancel(dialog._ka_timer, dialog)
+        dialog._ka_timer = self._ka_timers.add(now + self.config.ka_interval, dialog)
 
     def _keepalive(self, dialog: Dialog, now: float) -> None:
         if dialog.state is not DialogState.CONFIRMED or self._proxy is None:
@@ -852,6 +872,16 @@ class DialogTracker:
                 counts[name] += 1
         counts["all"] = sum(counts.values())
         return counts
+
+
+def _key(h_entry: int, h_id: int) -> int:
+    return h_entry << 32 | h_id
+
+
+def _uri_text(address: Address) -> str:
+    """An address's URI as text, without parsing the URI just to print it."""
+    uri = address._uri
+    return uri if isinstance(uri, str) else str(uri)
 
 
 def _to_tag(request: Request) -> str | None:
