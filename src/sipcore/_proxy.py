@@ -495,6 +495,9 @@ class Proxy:
     def take(self) -> list[Send]:
         """What to send since the last call (a script acting later, after
         :meth:`RequestContext.suspend`, queues here)."""
+        # A script acting outside receive()/tick() leaves its Sends in the
+        # transaction layer: move them here first.
+        self._drain()
         out = self._outbox
         self._outbox = []
         return out
