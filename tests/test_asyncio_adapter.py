@@ -598,3 +598,44 @@ def test_serve_forever_returns_when_the_server_is_closed() -> None:
             await asyncio.wait_for(forever, WAIT)
 
     run(main())
+
+
+def test_a_suspended_request_answered_later_goes_out_on_flush() -> None:
+    async def main() -> None:
+        servers: list[sipcore.asyncio.Server] = []
+
+        def answer_later(ctx: RequestContext) -> None:
+            ctx.reply(200)
+            servers[0].flush()
+
+        def route(ctx: RequestContext) -> None:
+            ctx.suspend()  # e.g. waiting for a database: answered from a callback
+            asyncio.get_running_loop().call_later(0.05, answer_later, ctx)
+
+        async with proxy_on(route, TCP0) as server:
+            servers.append(server)
+            proxy = server.listen[0]
+            client = await TcpPeer.connect(proxy)  # TCP: no retransmission to help it out
+            await client.write(bytes(options(client.endpoint, proxy)))
+            answer = await client.response(timeout=1.0)
+            assert answer.status_code == 200
+            await client.close()
+
+    run(main())
+
+
+def test_an_idle_tcp_connection_is_closed() -> None:
+    async def main() -> None:
+        limits = ConnectionLimits(idle_timeout=0.2)
+        async with proxy_on(make_route(), TCP0, limits=limits) as server:
+            proxy = server.listen[0]
+            client = await TcpPeer.connect(proxy)
+            await client.write(bytes(options(client.endpoint, proxy)))
+            assert (await client.response()).status_code == 200
+            assert server.connections == 1
+            assert await client.closed_by_peer(timeout=2.0)
+            await asyncio.sleep(0)
+            assert server.connections == 0
+            await client.close()
+
+    run(main())
