@@ -12,6 +12,8 @@ import itertools
 import logging
 import socket
 import struct
+import subprocess
+import sys
 from collections.abc import AsyncIterator, Callable, Coroutine
 from typing import Any
 
@@ -639,3 +641,13 @@ def test_an_idle_tcp_connection_is_closed() -> None:
             await client.close()
 
     run(main())
+
+
+def test_import_sipcore_does_not_load_the_adapter_and_the_adapter_uses_the_stdlib_asyncio() -> None:
+    code = (
+        "import sys, sipcore; assert 'sipcore.asyncio' not in sys.modules; "
+        "import sipcore.asyncio, asyncio; "
+        "assert sipcore.asyncio.asyncio is asyncio; "
+        "assert asyncio.__file__.endswith('asyncio/__init__.py')"
+    )
+    subprocess.run([sys.executable, "-c", code], check=True, timeout=60)

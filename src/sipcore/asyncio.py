@@ -440,7 +440,8 @@ class Server:
         if self._closing:
             return False
         pending = self._connecting.pop(key, None)
-        if pending is None and len(self._connections) >= self.limits.max_connections:
+        opened = len(self._connections) + len(self._connecting)
+        if pending is None and opened >= self.limits.max_connections:
             log.warning("refusing a TCP connection from %s: connection limit reached", key)
             return False
         self._connections[key] = connection
