@@ -639,8 +639,15 @@ def test_a_tracker_without_a_proxy_follows_messages_it_is_given() -> None:
     ok = make_response(call.invite, 200, to_tag="t")
     tracker.on_response(dialog, ok, 1.0)
     assert dialog.state is DialogState.CONFIRMED_NA and dialog.to_tag == "t"
-    with pytest.raises(LocalProtocolError):
-        tracker.request_within(dialog, Side.CALLER, "INFO", now=1.0)
+    # Without a proxy the requests come back for the application to send.
+    (info,) = tracker.request_within(dialog, Side.CALLER, "INFO", now=1.0)
+    assert info.method == "INFO" and "Via" not in info
+    assert (info.from_.tag, info.to.tag) == ("t", "alice-tag")
+    assert [(d, side, r) for d, side, r in tracker.take_requests()] == [(dialog, Side.CALLER, info)]
+    # No ACK ever: at the noack timeout it gets 10 more seconds, then expires.
+    assert tracker.tick(61.0) == []
+    assert tracker.tick(71.0) == [dialog]
+    assert tracker.take_requests() == []  # no send_bye, no timeout_bye
     in_dialog = parse_message(
         bytes(call.invite).replace(b"<sip:bob@example.com>\r\n", b"<sip:bob@example.com>;tag=x\r\n")
     )

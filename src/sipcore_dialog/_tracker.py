@@ -98,6 +98,7 @@ class DialogTracker:
         self._subscribers: dict[type, list[Callable[[Any], object]]] = {}
         self._initial: dict[Dialog, RequestContext] = {}
         self._proxy: Proxy | None = None
+        self._unsent: list[tuple[Dialog, Side, Request]] = []
         self._now = 0.0
 
     # -- plumbing ---------------------------------------------------------------
@@ -545,9 +546,12 @@ class DialogTracker:
         ]
         return min(deadlines) if deadlines else None
 
-    def tick(self, now: float) -> None:
-        """Fire the dialog timers due at ``now``; BYEs go out through the proxy."""
+    def tick(self, now: float) -> list[Dialog]:
+        """Fire the dialog timers due at ``now``; returns the dialogs that
+        expired. BYEs (``send_bye``, ``timeout_bye``) go out through the
+        proxy, or, without one, come back from :meth:`take_requests`."""
         self._now = now
+        expired: list[Dialog] = []
         self.profiles.expire(now)
         for dialog in self._ka_timers.pop_due(now):
             dialog._ka_timer = None
@@ -557,19 +561,31 @@ class DialogTracker:
             kind = dialog._timer_kind
             if kind == "early":
                 self._expire(dialog, now, early=True)
+                expired.append(dialog)
             elif kind == "noack":
                 # No ACK for the 2xx: Kamailio gives the dialog 10 more seconds.
                 self._arm(dialog, now + _GRACE, "lifetime")
             elif kind == "lifetime":
                 self._expire(dialog, now, early=False)
+                expired.append(dialog)
             elif kind in ("ended", "destroy"):
                 self._destroy(dialog)
+        return expired
+
+    def take_requests(self) -> list[tuple[Dialog, Side, Request]]:
+        """Without a proxy: the in-dialog requests the tracker made (BYEs on
+        timeout, keepalives) since the last call, for the application to
+        send (it adds its own Via)."""
+        out = self._unsent
+        self._unsent = []
+        return out
 
     def _expire(self, dialog: Dialog, now: float, *, early: bool) -> None:
         self.stats.expired += 1
         dialog.expired = True
         self._emit(events.DialogExpired(dialog))
-        route = dialog.ctx.timeout_route
+        extra = dialog._extra
+        route = extra.ctx.timeout_route if extra is not None else None
         if route is not None and route in self.timeout_routes:
             try:
                 self.timeout_routes[route](dialog)
@@ -577,7 +593,7 @@ class DialogTracker:
                 log.exception("timeout route %s raised", route)
         if dialog.state is DialogState.DELETED:
             return  # the timeout route ended it
-        send_bye = self.config.send_bye or dialog.ctx.timeout_bye
+        send_bye = self.config.send_bye or (extra is not None and extra.ctx.timeout_bye)
         if send_bye and not early:
             self.bye(dialog, Side.ALL, now=now, expired=True)
             return
@@ -694,8 +710,9 @@ class DialogTracker:
     ) -> list[Request]:
         """Kamailio: ``dlg_req_within(side, method, ...)``: send an in-dialog
         request to the caller, the callee or both, with the right route
-        set, tags and CSeq. Needs an attached proxy."""
-        proxy = self._require_proxy()
+        set, tags and CSeq. Returns the requests; with a proxy attached they
+        are sent through it, else they wait in :meth:`take_requests`."""
+        proxy = self._proxy
         if dialog.to_tag is None:
             raise LocalProtocolError("an in-dialog request needs a confirmed dialog")
         sides = [Side.CALLER, Side.CALLEE] if side is Side.ALL else [side]
@@ -707,6 +724,10 @@ class DialogTracker:
                 if on_response is not None:
                     on_response(t, response)
 
+            if proxy is None:
+                self._unsent.append((dialog, target, request))
+                sent.append(request)
+                continue
             proxy.send_request(
                 request,
                 self._destination(dialog, target),
@@ -791,7 +812,7 @@ class DialogTracker:
             if not dialog.is_ended:  # the early reply may have failed it already
                 self._fail(dialog, None, now)
             return
-        if self._proxy is not None:
+        if dialog.to_tag is not None:
             self.request_within(
                 dialog,
                 side,
