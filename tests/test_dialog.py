@@ -14,6 +14,7 @@ from sipcore_dialog import (
     Dialog,
     DialogConfig,
     DialogState,
+    DialogStats,
     DialogTracker,
     Direction,
     MatchMode,
@@ -622,7 +623,9 @@ def test_keepalives_to_the_callee_and_a_481_ends_the_dialog() -> None:
     out = rig.advance(30.0)
     (ka,) = [s for s in out if isinstance(s.message, Request) and s.message.method == "OPTIONS"]
     options = as_request(ka)
-    assert ka.destination == UAS and options.cseq.number <= 2
+    # Kamailio's dlg_send_ka: the CSeq below the caller's last, the count kept.
+    assert ka.destination == UAS and options.cseq.number == 0
+    assert d.caller_cseq == "1"
     rig.send(bytes(make_response(options, 200)), UAS)
     out = rig.advance(30.0)
     (ka,) = [s for s in out if isinstance(s.message, Request)]
@@ -654,3 +657,110 @@ def test_a_tracker_without_a_proxy_follows_messages_it_is_given() -> None:
     assert isinstance(in_dialog, Request) and in_dialog.to.tag == "x"
     with pytest.raises(LocalProtocolError):
         tracker.create(in_dialog, 0.0)
+
+
+# -- regressions ------------------------------------------------------------------------
+
+
+def test_a_reply_is_timed_when_it_comes_not_with_its_request() -> None:
+    rig = Rig()
+    call = Call(rig)
+    call.start()  # INVITE at 0
+    rig.now = 1.0
+    call.reply(180)
+    rig.now = 30.0
+    call.reply(200)
+    d = only_dialog(rig)
+    assert d.start_time == 30.0
+    assert d.deadline == 30.0 + rig.config.noack_timeout
+
+
+def test_unset_profile_without_a_value_drops_the_same_membership_on_both_sides() -> None:
+    rig = Rig()
+    x, y = Call(rig, "x", user="xavier"), Call(rig, "y", user="yves")
+    x.established()
+    y.established()
+    dy = rig.tracker.get("y", "yves-tag", "bob-tag")
+    assert dy is not None
+    rig.tracker.set_profile(dy, "caller", "xavier")
+    assert rig.tracker.unset_profile(dy, "caller")  # its first link: "yves"
+    assert not rig.tracker.is_in_profile(dy, "caller", "yves")
+    assert rig.tracker.is_in_profile(dy, "caller", "xavier")
+    assert [link.value for link in dy.profiles if link.profile == "caller"] == ["xavier"]
+    assert rig.tracker.profile_size("caller", "xavier") == 2
+
+
+def test_an_early_timeout_runs_dialog_failed_and_no_timeout_route() -> None:
+    ran: list[str] = []
+    rig = Rig(DialogConfig(early_timeout=20))
+    rig.tracker.timeout_routes["T"] = lambda d: ran.append(d.call_id)
+    rig.record(events.DialogExpired, events.DialogEnd, events.DialogFailedRoute)
+    call = Call(rig)
+    call.start()
+    call.reply(180)
+    only_dialog(rig).ctx.timeout_route = "T"
+    rig.advance(20.0)
+    assert rig.names() == ["DialogExpired", "DialogFailedRoute"]
+    assert ran == []
+
+
+def test_did_fallback_falls_back_when_the_cookie_names_no_dialog() -> None:
+    for mode, expected in ((MatchMode.DID_FALLBACK, True), (MatchMode.DID_ONLY, False)):
+        rig = Rig(DialogConfig(match_mode=mode))
+        call = Call(rig)
+        call.established()
+        bye = call.in_dialog("BYE")
+        bye.replace_header("Route", f"<sip:{PROXY.hostport};lr;did=0.0>")
+        assert (rig.tracker.match(bye) is not None) is expected, mode
+
+
+def test_the_callee_socket_is_set_and_keep_proxy_rr_2_keeps_our_route_to_the_caller() -> None:
+    rig = Rig(DialogConfig(keep_proxy_rr=3))
+    call = Call(rig)
+    call.established()
+    d = only_dialog(rig)
+    assert d.callee_socket == PROXY
+    (ours,) = d.caller_route_set
+    assert f"did={d.did}" in ours
+    assert d.callee_route_set == (ours,)
+
+
+def test_enable_stats_off_counts_nothing() -> None:
+    rig = Rig(DialogConfig(enable_stats=False))
+    Call(rig).established()
+    assert rig.tracker.stats == DialogStats()
+    assert rig.tracker.stats_active()["ongoing"] == 1
+
+
+def test_initial_callbacks_post_script_run_when_the_branch_leaves() -> None:
+    seen: list[str] = []
+
+    def script(rig: Rig, ctx: RequestContext) -> None:
+        ctx.record_route()
+        rig.tracker.manage(ctx)
+        seen.append("script")
+        ctx.relay(UAS)
+        seen.append("relayed")
+
+    rig = Rig(DialogConfig(initial_cbs_inscript=False), script=script)
+    rig.tracker.subscribe(events.DialogCreated, lambda e: seen.append("created"))
+    Call(rig).start()
+    assert seen == ["script", "created", "relayed"]
+
+
+def test_filter_mode_1_sends_no_timeout_bye_for_a_dialog_without_a_local_socket() -> None:
+    tracker = DialogTracker(DialogConfig(filter_mode=1, send_bye=True, default_timeout=10))
+    call = Call(Rig())
+    dialog = tracker.create(call.invite, 0.0, UAC)
+    tracker.on_response(dialog, make_response(call.invite, 200, to_tag="t"), 0.0)
+    assert tracker.tick(100.0) == []  # no ACK: the noack timeout leaves 10 s more
+    assert tracker.tick(110.0) == [dialog]
+    assert tracker.take_requests() == []  # not local: no BYE
+
+
+def test_lifetime_of_a_dialog_ended_at_time_zero() -> None:
+    rig = Rig()
+    call = Call(rig)
+    call.established()
+    call.bye()
+    assert only_dialog(rig).lifetime(100.0) == 0.0

@@ -630,6 +630,11 @@ class Proxy:
         self._drain()
         return self.take()
 
+    @property
+    def now(self) -> float:
+        """The time of the call being handled (or of the last one)."""
+        return self._now
+
     def _at(self, now: float | None) -> None:
         if now is not None:
             self._now = now

@@ -121,6 +121,8 @@ _INDEX: Final = {name: i for i, name in enumerate(_COLD)}
 _ROUTES: Final = frozenset({"caller_route_set", "callee_route_set"})
 _ADDRESSES: Final = frozenset({"caller_address", "callee_address"})
 _SEP: Final = "\x00"
+_ACKED: Final = 1
+_EXPIRED: Final = 2
 _ROUTE_SEP: Final = "\x01"
 
 
@@ -139,7 +141,6 @@ class DialogExtra:
     __slots__ = (
         "ctx",
         "end_time",
-        "expired",
         "ka_failures",
         "profiles",
         "spirals",
@@ -156,7 +157,6 @@ class DialogExtra:
         self.ka_failures: dict[Side, int] = {}
         self.end_time: float | None = None
         self.terminated_by: Direction | None = None
-        self.expired = False
         self.spirals = 0
 
 
@@ -173,6 +173,7 @@ class Dialog:
     """
 
     __slots__ = (
+        "_bits",
         "_cold",
         "_extra",
         "_ka_timer",
@@ -248,6 +249,7 @@ class Dialog:
         self.caller_socket = caller_socket
         self.callee_socket = callee_socket
         self._extra: DialogExtra | None = None
+        self._bits = 0  # _ACKED | _EXPIRED
         self._timer: int | None = None
         self._ka_timer: int | None = None
         self._timer_kind = ""
@@ -426,11 +428,20 @@ class Dialog:
     @property
     def expired(self) -> bool:
         """True when its timer ran out (DLGCB_EXPIRED)."""
-        return self._extra.expired if self._extra is not None else False
+        return bool(self._bits & _EXPIRED)
 
     @expired.setter
     def expired(self, value: bool) -> None:
-        self._more().expired = value
+        self._bits = self._bits | _EXPIRED if value else self._bits & ~_EXPIRED
+
+    @property
+    def acked(self) -> bool:
+        """True once the ACK for the 2xx was seen (state 4 reached)."""
+        return bool(self._bits & _ACKED)
+
+    @acked.setter
+    def acked(self, value: bool) -> None:
+        self._bits = self._bits | _ACKED if value else self._bits & ~_ACKED
 
     @property
     def spirals(self) -> int:
@@ -465,7 +476,8 @@ class Dialog:
         """``$DLG_lifetime``: seconds since the dialog was confirmed (0 before)."""
         if self.start_time is None:
             return 0.0
-        return (self.end_time or now) - self.start_time
+        end = self.end_time
+        return (now if end is None else end) - self.start_time
 
     def is_flag_set(self, flag: int) -> bool:
         """Kamailio: ``dlg_isflagset(flag)`` (flag index 0-31)."""

@@ -108,6 +108,7 @@ class DialogTracker:
         self._proxy = proxy
         proxy.hooks.request_received.insert(0, self._on_request)
         proxy.hooks.response_forwarded.append(self._on_response_forwarded)
+        proxy.hooks.branch_sending.append(self._on_branch)
         proxy.services.append(self)
 
     def subscribe(self, event_type: type[_E], callback: Callable[[_E], object]) -> None:
@@ -204,11 +205,15 @@ class DialogTracker:
             did = self._did_of(request)
             if did is not None:
                 dialog = self._by_id.get(_key(*did))
-                if dialog is None or dialog.call_id != call_id:
+                if dialog is not None and dialog.call_id == call_id:
+                    direction = dialog.direction_of(from_tag, to_tag)
+                    if direction is not None:
+                        return dialog, direction
+                # A cookie that names no dialog, or one whose Call-ID and tags
+                # disagree: no match, unless SIP matching may still find one.
+                if mode is MatchMode.DID_ONLY:
                     return None
-                direction = dialog.direction_of(from_tag, to_tag)
-                return None if direction is None else (dialog, direction)
-            if mode is MatchMode.DID_ONLY:
+            elif mode is MatchMode.DID_ONLY:
                 return None
         return self._match_sip(call_id, from_tag, to_tag)
 
@@ -233,7 +238,10 @@ class DialogTracker:
             dialog = self._create(request, ctx.now, ctx.source, self._local_socket(ctx))
             self._initial[dialog] = ctx
             ctx.on_end(functools.partial(self._initial_ended, dialog))
-            self._emit(events.DialogCreated(dialog, request))
+            if self.config.initial_cbs_inscript:
+                self._emit(events.DialogCreated(dialog, request))
+            else:
+                ctx.data["dialog_created_pending"] = True
         ctx.data["dialog"] = dialog
         ctx.data["dialog_initial"] = True
         if self.config.match_mode is not MatchMode.DID_NONE:
@@ -325,7 +333,8 @@ class DialogTracker:
             same.append(dialog)
         else:
             self._by_call_id[call_id] = [same, dialog]
-        self.stats.processed += 1
+        if self.config.enable_stats:
+            self.stats.processed += 1
         self._arm(dialog, now + self.config.early_timeout, "early")
         return dialog
 
@@ -336,7 +345,7 @@ class DialogTracker:
         if old is new:
             return old
         dialog.state = new
-        stats = self.stats
+        stats = self.stats if self.config.enable_stats else DialogStats()
         if old is DialogState.EARLY:
             stats.early -= 1
         if new is DialogState.EARLY:
@@ -389,35 +398,61 @@ class DialogTracker:
     ) -> None:
         dialog.to_tag = response.to.tag
         contact = response.contact
-        dialog.update(
-            callee_contact=_uri_text(contact[0]) if contact else "",
-            callee_cseq=str(response.cseq.number),
-            callee_route_set=self._callee_route_set(dialog, response),
-            callee_address=source,
-        )
+        routes = self._route_sets(dialog, response)
+        fields: dict[str, object] = {
+            "callee_contact": _uri_text(contact[0]) if contact else "",
+            "callee_cseq": str(response.cseq.number),
+            "callee_route_set": routes[0],
+            "callee_address": source,
+        }
+        if routes[1] is not None:
+            fields["caller_route_set"] = routes[1]
+        dialog.update(**fields)
+        if source is not None and self._proxy is not None:
+            dialog.callee_socket = self._socket_for(source.transport)
         dialog.start_time = now
         self._set_state(dialog, DialogState.CONFIRMED_NA)
         self._arm(dialog, now + self.config.noack_timeout, "noack")
         self._emit(events.DialogConfirmedNoAck(dialog, response))
         self._emit(events.DialogStart(dialog))
 
-    def _callee_route_set(self, dialog: Dialog, response: Response) -> tuple[str, ...]:
-        """The Record-Route entries above ours, reversed: the route from
-        this proxy to the callee."""
+    def _route_sets(
+        self, dialog: Dialog, response: Response
+    ) -> tuple[tuple[str, ...], tuple[str, ...] | None]:
+        """(route to the callee, route to the caller or None to keep it).
+
+        To the callee: the Record-Route entries above ours, reversed. With
+        ``keep_proxy_rr`` bit 1 our own entry stays in the callee's route,
+        with bit 2 in the caller's (locally made requests then loop
+        through this proxy)."""
         values = response.get_all("Record-Route")
         ours = len(values)
         for i, value in enumerate(values):
             if f"{self.config.rr_param}={dialog.did}" in value:
                 ours = i
                 break
-        keep = self.config.keep_proxy_rr & 1
-        above = values[: ours + 1] if keep and ours < len(values) else values[:ours]
-        return tuple(reversed(above))
+        found = ours < len(values)
+        keep = self.config.keep_proxy_rr
+        above = values[: ours + 1] if keep & 1 and found else values[:ours]
+        caller = None
+        if keep & 2 and found:
+            caller = (values[ours], *dialog.caller_route_set)
+        return tuple(reversed(above)), caller
+
+    def _socket_for(self, transport: str) -> Endpoint | None:
+        proxy = self._proxy
+        if proxy is None:
+            return None
+        for endpoint in proxy.config.listen:
+            if endpoint.transport == transport:
+                return endpoint
+        return proxy.config.listen[0]
 
     def _fail(self, dialog: Dialog, response: Response | None, now: float) -> None:
         self._set_state(dialog, DialogState.DELETED)
         dialog.end_time = now
-        self.stats.failed += 1
+        if self.config.enable_stats:
+            self.stats.failed += 1
         self._leave_profiles(dialog)
         self._emit(events.DialogFailed(dialog, response))
         self._emit(events.DialogFailedRoute(dialog))
@@ -442,6 +477,7 @@ class DialogTracker:
             if dialog.state is DialogState.CONFIRMED_NA and request.cseq.number == int(
                 dialog.caller_cseq or 0
             ):
+                dialog.acked = True
                 self._set_state(dialog, DialogState.CONFIRMED)
                 self._arm_lifetime(dialog, now)
                 self._emit(events.DialogConfirmed(dialog, request))
@@ -526,11 +562,25 @@ class DialogTracker:
             return
         if ctx.data.get("dialog_initial"):
             if self._initial.get(dialog) is ctx:
-                self.on_response(dialog, response, ctx.now, _source_of(ctx, response))
+                if ctx.data.pop("dialog_created_pending", None) is not None:
+                    self._emit(events.DialogCreated(dialog, ctx.request))
+                self.on_response(dialog, response, self.now, _source_of(ctx, response))
             return
         direction = ctx.data.get("dialog_direction")
         if isinstance(direction, Direction):
-            self.on_request_response(dialog, ctx.request, response, direction, ctx.now)
+            self.on_request_response(dialog, ctx.request, response, direction, self.now)
+
+    def _on_branch(self, ctx: RequestContext, branch: object) -> None:
+        # initial_cbs_inscript = 0: DLGCB_CREATED once the script has relayed.
+        dialog = ctx.data.get("dialog")
+        if isinstance(dialog, Dialog) and ctx.data.pop("dialog_created_pending", None):
+            self._emit(events.DialogCreated(dialog, ctx.request))
+
+    @property
+    def now(self) -> float:
+        """The time of the message or tick being handled: the proxy's when
+        attached (a reply is timed when it comes, not with its request)."""
+        return self._proxy.now if self._proxy is not None else self._now
 
     # -- timers ------------------------------------------------------------------------------------
 
@@ -581,11 +631,21 @@ class DialogTracker:
         return out
 
     def _expire(self, dialog: Dialog, now: float, *, early: bool) -> None:
-        self.stats.expired += 1
+        if self.config.enable_stats:
+            self.stats.expired += 1
         dialog.expired = True
         self._emit(events.DialogExpired(dialog))
+        if early:
+            # Never answered: Kamailio runs dialog:failed, and no timeout route.
+            dialog.end_time = now
+            self._set_state(dialog, DialogState.DELETED)
+            self._leave_profiles(dialog)
+            self._emit(events.DialogFailedRoute(dialog))
+            self._arm(dialog, now + self.config.deleted_linger, "destroy")
+            return
         extra = dialog._extra
-        route = extra.ctx.timeout_route if extra is not None else None
+        local = dialog.caller_socket is not None or not self.config.filter_mode & 1
+        route = extra.ctx.timeout_route if extra is not None and local else None
         if route is not None and route in self.timeout_routes:
             try:
                 self.timeout_routes[route](dialog)
@@ -594,8 +654,8 @@ class DialogTracker:
         if dialog.state is DialogState.DELETED:
             return  # the timeout route ended it
         send_bye = self.config.send_bye or (extra is not None and extra.ctx.timeout_bye)
-        if send_bye and not early:
-            self.bye(dialog, Side.ALL, now=now, expired=True)
+        if send_bye and local:
+            self.bye(dialog, Side.ALL, now=now)
             return
         dialog.end_time = now
         self._set_state(dialog, DialogState.DELETED)
@@ -629,13 +689,16 @@ class DialogTracker:
     def unset_profile(self, dialog: Dialog, profile: str, value: str | None = None) -> bool:
         """Kamailio: ``unset_dlg_profile(profile[, value])``."""
         table = self.profiles[profile]
-        if not table.remove(dialog, value):
-            return False
-        for i, link in enumerate(dialog.profiles):
-            if link.profile == profile and (value is None or link.value == table._key(value)):
-                del dialog.profiles[i]
-                break
-        return True
+        links = dialog._extra.profiles if dialog._extra is not None else []
+        wanted = table._key(value) if value is not None else None
+        for i, link in enumerate(links):
+            if link.profile == profile and (value is None or link.value == wanted):
+                # The table and the dialog drop the same membership.
+                if not table.remove(dialog, link.value):
+                    return False
+                del links[i]
+                return True
+        return False
 
     def is_in_profile(self, dialog: Dialog, profile: str, value: str | None = None) -> bool:
         """Kamailio: ``is_in_profile(profile[, value])``."""
@@ -652,7 +715,7 @@ class DialogTracker:
             raise LocalProtocolError("a dialog timeout is not negative")
         dialog.timeout = timeout
         if dialog.state is DialogState.CONFIRMED:
-            self._arm(dialog, (self._now if now is None else now) + timeout, "lifetime")
+            self._arm(dialog, (self.now if now is None else now) + timeout, "lifetime")
 
     def set_timeout_by_profile(
         self, profile: str, timeout: int, value: str | None = None, now: float | None = None
@@ -668,7 +731,7 @@ class DialogTracker:
         flag = _property(prop)
         dialog.iflags |= flag
         if flag & (Property.KA_SRC | Property.KA_DST) and dialog.state is DialogState.CONFIRMED:
-            self._arm_keepalive(dialog, self._now)
+            self._arm_keepalive(dialog, self.now)
 
     def reset_property(self, dialog: Dialog, prop: Property | str) -> None:
         """Kamailio: ``dlg_reset_property(...)``."""
@@ -692,7 +755,7 @@ class DialogTracker:
         self._set_state(dialog, state)
         if state is DialogState.DELETED:
             self._leave_profiles(dialog)
-            self._arm(dialog, self._now + self.config.deleted_linger, "destroy")
+            self._arm(dialog, self.now + self.config.deleted_linger, "destroy")
 
     # -- locally generated requests ------------------------------------------------------------
 
@@ -745,22 +808,31 @@ class DialogTracker:
         headers: Iterable[tuple[str, str]],
         body: bytes,
         content_type: str | None,
+        *,
+        keepalive: bool = False,
     ) -> Request:
         assert dialog.to_tag is not None
+        # A keepalive takes the CSeq below the last one and keeps the count,
+        # as Kamailio's dlg_send_ka does, so it never collides with the
+        # party's next real request; every other request takes the next one.
         if side is Side.CALLEE:
             target = dialog.callee_contact or dialog.req_uri
             from_ = f"<{dialog.from_uri}>;tag={dialog.from_tag}"
             to = f"<{dialog.to_uri}>;tag={dialog.to_tag}"
-            cseq = int(dialog.caller_cseq or 0) + 1
-            dialog.caller_cseq = str(cseq)
+            last = int(dialog.caller_cseq or 0)
+            cseq = max(last - 1, 0) if keepalive else last + 1
+            if not keepalive:
+                dialog.caller_cseq = str(cseq)
             route = dialog.callee_route_set
             extra = list(self.config.lreq_callee_headers)
         else:
             target = dialog.caller_contact
             from_ = f"<{dialog.to_uri}>;tag={dialog.to_tag}"
             to = f"<{dialog.from_uri}>;tag={dialog.from_tag}"
-            cseq = int(dialog.callee_cseq or 0) + 1
-            dialog.callee_cseq = str(cseq)
+            last = int(dialog.callee_cseq or 0)
+            cseq = max(last - 1, 0) if keepalive else last + 1
+            if not keepalive:
+                dialog.callee_cseq = str(cseq)
             route = dialog.caller_route_set
             extra = []
         request = make_request(
@@ -795,7 +867,6 @@ class DialogTracker:
         *,
         now: float,
         headers: Iterable[tuple[str, str]] = (),
-        expired: bool = False,
     ) -> None:
         """Kamailio: ``dlg_bye(side)``, ``dlg.end_dlg``: BYE to the party or
         both; for a dialog still in setup, CANCEL towards the callee and
@@ -828,7 +899,7 @@ class DialogTracker:
             return
         self._emit(events.DialogTerminatedConfirmed(dialog, response))
         if dialog.state is DialogState.DELETED and dialog._timer_kind == "ended":
-            self._arm(dialog, self._now + self.config.deleted_linger, "destroy")
+            self._arm(dialog, self.now + self.config.deleted_linger, "destroy")
 
     def _arm_keepalive(self, dialog: Dialog, now: float) -> None:
         if dialog._ka_timer is not None:
@@ -838,18 +909,15 @@ class DialogTracker:
     def _keepalive(self, dialog: Dialog, now: float) -> None:
         if dialog.state is not DialogState.CONFIRMED or self._proxy is None:
             return
+        if self.config.filter_mode & 1 and dialog.caller_socket is None:
+            return  # dlg_filter_mode 1: no keepalives for a dialog not local
         sides = []
         if dialog.iflags & Property.KA_SRC:
             sides.append(Side.CALLER)
         if dialog.iflags & Property.KA_DST:
             sides.append(Side.CALLEE)
         for side in sides:
-            request = self._build_within(dialog, side, "OPTIONS", (), b"", None)
-            # Kamailio keeps the keepalive's CSeq at or below the last one sent.
-            if side is Side.CALLEE:
-                dialog.caller_cseq = str(int(dialog.caller_cseq) - 1)
-            else:
-                dialog.callee_cseq = str(int(dialog.callee_cseq) - 1)
+            request = self._build_within(dialog, side, "OPTIONS", (), b"", None, keepalive=True)
             self._proxy.send_request(
                 request,
                 self._destination(dialog, side),
@@ -867,7 +935,7 @@ class DialogTracker:
             dialog.ka_failures[side] = failures
             self._emit(events.KeepaliveFailed(dialog, side.value, code))
             if failures >= self.config.ka_failed_limit:
-                self._arm(dialog, self._now + _GRACE, "lifetime")
+                self._arm(dialog, self.now + _GRACE, "lifetime")
         else:
             dialog.ka_failures[side] = 0
 
