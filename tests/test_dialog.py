@@ -764,3 +764,19 @@ def test_lifetime_of_a_dialog_ended_at_time_zero() -> None:
     call.established()
     call.bye()
     assert only_dialog(rig).lifetime(100.0) == 0.0
+
+
+def test_packed_fields_keep_every_value_even_with_separators_in_them() -> None:
+    d = Dialog(
+        1, 2, "c", "sip:a@b", "ft", "sip:c@d", "sip:r@e", "1", "sip:a@x", 0.0,
+        caller_route_set=("<sip:p1;lr>", "<sip:p2;lr>"),
+    )  # fmt: skip
+    assert isinstance(d._cold, str)  # two route entries still pack
+    assert d.caller_route_set == ("<sip:p1;lr>", "<sip:p2;lr>")
+    odd = ("<sip:q\x01;lr>", "<sip:\x00>")
+    d.update(callee_route_set=odd, callee_cseq="5", callee_contact="sip:b\x00@h")
+    assert not isinstance(d._cold, str)  # a separator inside: kept unpacked
+    assert (d.callee_route_set, d.callee_cseq, d.callee_contact) == (odd, "5", "sip:b\x00@h")
+    assert d.caller_route_set == ("<sip:p1;lr>", "<sip:p2;lr>") and d.from_uri == "sip:a@b"
+    d.update(callee_route_set=(), callee_contact="sip:b@h")
+    assert isinstance(d._cold, str) and d.callee_route_set == () and d.callee_cseq == "5"

@@ -126,12 +126,39 @@ _EXPIRED: Final = 2
 _ROUTE_SEP: Final = "\x01"
 
 
-def _pack(values: list[str]) -> str | tuple[str, ...]:
-    # A value holding a separator (possible with lenient parsing) keeps the
-    # unpacked form: correctness first, compactness where it is safe.
-    if any(_SEP in v or _ROUTE_SEP in v for v in values):
-        return tuple(values)
-    return _SEP.join(values)
+_Value = str | tuple[str, ...]  # a route set is a tuple, every other field text
+
+
+def _pack(values: list[_Value]) -> str | tuple[_Value, ...]:
+    """One string for all the cold fields, or (when a value holds a
+    separator, which only lenient parsing of odd input lets in) the values
+    as they are: correctness first, compactness where it is safe."""
+    parts = []
+    safe = True
+    for value in values:
+        if isinstance(value, tuple):
+            text = _ROUTE_SEP.join(value)
+            if text.count(_ROUTE_SEP) != max(len(value) - 1, 0):
+                safe = False
+            parts.append(text)
+        else:
+            parts.append(value)
+    joined = _SEP.join(parts)
+    if safe and joined.count(_SEP) == len(parts) - 1:
+        return joined
+    return tuple(values)
+
+
+def _unpack(cold: str | tuple[_Value, ...]) -> list[_Value]:
+    if not isinstance(cold, str):
+        return list(cold)
+    out: list[_Value] = list(cold.split(_SEP))
+    for name in _ROUTES:
+        i = _INDEX[name]
+        text = out[i]
+        assert isinstance(text, str)
+        out[i] = tuple(text.split(_ROUTE_SEP)) if text else ()
+    return out
 
 
 class DialogExtra:
@@ -253,7 +280,7 @@ class Dialog:
         self._timer: int | None = None
         self._ka_timer: int | None = None
         self._timer_kind = ""
-        self._cold: str | tuple[str, ...] = _pack(
+        self._cold: str | tuple[_Value, ...] = _pack(
             [
                 from_uri,
                 to_uri,
@@ -262,8 +289,8 @@ class Dialog:
                 callee_contact,
                 caller_cseq,
                 callee_cseq,
-                _ROUTE_SEP.join(caller_route_set),
-                _ROUTE_SEP.join(callee_route_set),
+                tuple(caller_route_set),
+                tuple(callee_route_set),
                 str(caller_address) if caller_address is not None else "",
                 str(callee_address) if callee_address is not None else "",
             ]
@@ -271,24 +298,34 @@ class Dialog:
 
     # -- the packed fields -------------------------------------------------------
 
-    def _values(self) -> list[str]:
-        cold = self._cold
-        return cold.split(_SEP) if isinstance(cold, str) else list(cold)
-
     def _get(self, name: str) -> str:
-        return self._values()[_INDEX[name]]
+        cold = self._cold
+        value = cold.split(_SEP)[_INDEX[name]] if isinstance(cold, str) else cold[_INDEX[name]]
+        assert isinstance(value, str)
+        return value
+
+    def _routes(self, name: str) -> tuple[str, ...]:
+        cold = self._cold
+        if isinstance(cold, str):
+            text = cold.split(_SEP)[_INDEX[name]]
+            return tuple(text.split(_ROUTE_SEP)) if text else ()
+        value = cold[_INDEX[name]]
+        assert isinstance(value, tuple)
+        return value
 
     def update(self, **fields: object) -> None:
         """Set several packed fields at once (one re-packing)."""
-        values = self._values()
+        values = _unpack(self._cold)
         for name, value in fields.items():
+            stored: _Value
             if name in _ROUTES:
-                text = _ROUTE_SEP.join(value)  # type: ignore[arg-type]
+                assert isinstance(value, tuple | list)
+                stored = tuple(str(v) for v in value)
             elif name in _ADDRESSES:
-                text = "" if value is None else str(value)
+                stored = "" if value is None else str(value)
             else:
-                text = str(value)
-            values[_INDEX[name]] = text
+                stored = str(value)
+            values[_INDEX[name]] = stored
         self._cold = _pack(values)
 
     @property
@@ -337,8 +374,7 @@ class Dialog:
 
     @property
     def caller_route_set(self) -> tuple[str, ...]:
-        text = self._get("caller_route_set")
-        return tuple(text.split(_ROUTE_SEP)) if text else ()
+        return self._routes("caller_route_set")
 
     @caller_route_set.setter
     def caller_route_set(self, value: tuple[str, ...]) -> None:
@@ -346,8 +382,7 @@ class Dialog:
 
     @property
     def callee_route_set(self) -> tuple[str, ...]:
-        text = self._get("callee_route_set")
-        return tuple(text.split(_ROUTE_SEP)) if text else ()
+        return self._routes("callee_route_set")
 
     @callee_route_set.setter
     def callee_route_set(self, value: tuple[str, ...]) -> None:
