@@ -137,7 +137,9 @@ def test_udp_invite_200_ack_bye_are_relayed_between_two_sockets() -> None:
             assert source == proxy
             assert relayed.via[0].sent_by == proxy.hostport
             assert relayed.via[1].branch == invite.via[0].branch
-            assert [str(rr.uri) for rr in relayed.record_route] == [f"sip:{proxy.hostport};lr"]
+            assert [str(rr.uri) for rr in relayed.record_route] == [
+                f"sip:{proxy.hostport};lr;ftag=uac-tag"
+            ]
             assert relayed.max_forwards == 69
 
             uas.send(sipcore.make_response(relayed, 180, to_tag="uas-tag"), proxy)
@@ -147,7 +149,9 @@ def test_udp_invite_200_ack_bye_are_relayed_between_two_sockets() -> None:
             ringing, answered = await uac.response(), await uac.response()
             assert (ringing.status_code, answered.status_code) == (180, 200)
             assert len(answered.via) == 1 and answered.via[0].branch == invite.via[0].branch
-            assert [str(rr.uri) for rr in answered.record_route] == [f"sip:{proxy.hostport};lr"]
+            assert [str(rr.uri) for rr in answered.record_route] == [
+                f"sip:{proxy.hostport};lr;ftag=uac-tag"
+            ]
             remote_target = str(answered.contact[0].uri)
 
             ack = in_dialog("ACK", answered, uac.endpoint, cseq=1)

@@ -57,7 +57,9 @@ def test_docs_asyncio_example_relays_fails_over_and_routes_in_dialog_requests() 
         broken.send(sipcore.make_response(first, 503, to_tag="down"), udp)
         assert (await broken.request("ACK")).to.tag == "down"  # the proxy's ACK for the 503
         second = await backup.request("INVITE")
-        assert [str(rr.uri) for rr in second.record_route] == [f"sip:{udp.hostport};lr"]
+        assert [str(rr.uri) for rr in second.record_route] == [
+            f"sip:{udp.hostport};lr;ftag=uac-tag"
+        ]
         ok = sipcore.make_response(second, 200, to_tag="up")
         ok.add_header("Contact", f"<sip:bob@{backup.endpoint.hostport}>")
         backup.send(ok, udp)

@@ -210,7 +210,7 @@ def test_a_script_that_does_nothing_drops_the_request() -> None:
 
 def test_a_relayed_invite_gets_100_upstream_and_via_record_route_received_downstream() -> None:
     def route(ctx: RequestContext) -> None:
-        ctx.record_route({"did": "abc.1", "ftag": "a1"})
+        ctx.record_route({"did": "abc.1"})
         ctx.relay(UAS1)
 
     h = Harness(route)
@@ -223,7 +223,7 @@ def test_a_relayed_invite_gets_100_upstream_and_via_record_route_received_downst
     assert top.host == "127.0.0.1" and top.port == 5060 and top.has_rfc3261_branch
     assert second.received == "127.0.0.2" and second.rport == 40000
     (rr,) = fwd.record_route
-    assert str(rr.uri) == "sip:127.0.0.1:5060;lr;did=abc.1;ftag=a1"
+    assert str(rr.uri) == "sip:127.0.0.1:5060;lr;ftag=a1;did=abc.1"  # ftag: rr's append_fromtag
     assert fwd.max_forwards == 69
     assert fwd.uri == parse_message(data).uri  # type: ignore[union-attr]
 
@@ -651,3 +651,9 @@ def test_relay_of_an_ack_for_a_2xx_forwards_it_statelessly_and_returns_no_branch
     assert forwarded.start_line == "ACK sip:bob@127.0.0.1:5062 SIP/2.0"
     assert "Route" not in forwarded
     assert len(forwarded.via) == 2
+
+
+def test_append_fromtag_off_leaves_the_record_route_without_ftag() -> None:
+    h = Harness(relay_to(UAS1), append_fromtag=False)
+    (fwd,) = requests(to(h.send(invite_bytes()), UAS1))
+    assert [str(rr.uri) for rr in fwd.record_route] == ["sip:127.0.0.1:5060;lr"]

@@ -90,6 +90,9 @@ class ProxyConfig:
     suspend_timeout: float = 30.0
     send_100_trying: bool = True
     loop_detection: bool = True
+    # Kamailio's rr append_fromtag (on by default): ;ftag=<From tag> in our
+    # Record-Route, so in-dialog requests tell their direction (is_direction).
+    append_fromtag: bool = True
     supported_extensions: frozenset[str] = frozenset()
     max_branches: int = 12
     default_max_forwards: int = 70
@@ -839,9 +842,11 @@ class Proxy:
         if ctx.record_route_params is not None and request.method != "ACK":
             local = self._sent_by.get(ctx.source.transport) or self.config.listen[0]
             transport = "" if local.transport == "UDP" else f";transport={local.transport.lower()}"
+            from_tag = ctx.request.from_.tag if self.config.append_fromtag else None
+            ftag = f";ftag={from_tag}" if from_tag else ""
             request.add_header(
                 "Record-Route",
-                f"<sip:{local.hostport}{transport};lr{ctx.record_route_params}"
+                f"<sip:{local.hostport}{transport};lr{ftag}{ctx.record_route_params}"
                 f"{ctx.extra_rr_params}>",
                 first=True,
             )
