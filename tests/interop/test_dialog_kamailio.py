@@ -237,8 +237,15 @@ class KamailioNetwork(Network):
     def _snapshot(self, step: str) -> Snapshot:
         kamailio = self._kamailio()
         listed: dict[str, list[dict[str, Any]]] = collections.defaultdict(list)
-        for entry in kamailio.dialogs():
+        entries = kamailio.dialogs()
+        for entry in entries:
             listed[entry["call-id"]].append(entry)
+        # dlg.briefing reads the same table: it must name the same dialogs.
+        brief = sorted(
+            (b["call-id"], b["h_entry"], b["h_id"], b["state"]) for b in kamailio.briefing("cs")
+        )
+        full = sorted((e["call-id"], e["h_entry"], e["h_id"], e["state"]) for e in entries)
+        assert brief == full, f"{step}: dlg.briefing {brief} but dlg.list {full}"
         views = []
         for call in self.calls:
             entries = listed.get(call.call_id, [])
