@@ -1,4 +1,4 @@
-"""Fixtures for tests against real SIP peers (sipp for now).
+"""Fixtures for tests against real SIP peers (sipp, kamailio).
 
 Every peer is started by the test itself, in the foreground, bound to
 127.0.0.1, with its files in the test's tmp_path, and bounded three ways:
@@ -20,6 +20,8 @@ from pathlib import Path
 from typing import Protocol
 
 import pytest
+
+from .kamailio import MODULES_DIR, find_kamailio, missing_modules
 
 LOOPBACK = "127.0.0.1"
 INSTALL_HINT = "run scripts/install-peers.sh"
@@ -131,6 +133,17 @@ def sipp_binary() -> str:
     path = shutil.which("sipp")
     if path is None:
         pytest.skip(f"sipp not installed: {INSTALL_HINT}")
+    return path
+
+
+@pytest.fixture(scope="session")
+def kamailio_binary() -> str:
+    path = find_kamailio()
+    if path is None:
+        pytest.skip(f"kamailio not installed (not on PATH nor in /usr/sbin): {INSTALL_HINT}")
+    missing = missing_modules()
+    if missing:
+        pytest.skip(f"kamailio modules missing from {MODULES_DIR}: {missing}: {INSTALL_HINT}")
     return path
 
 
