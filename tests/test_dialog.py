@@ -647,3 +647,9 @@ def test_a_tracker_without_a_proxy_follows_messages_it_is_given() -> None:
     assert isinstance(in_dialog, Request) and in_dialog.to.tag == "x"
     with pytest.raises(LocalProtocolError):
         tracker.create(in_dialog, 0.0)
+
+
+def test_properties_have_kamailios_iflags_bit_values() -> None:
+    # dlg_hash.h: DLG_IFLAG_TIMEOUTBYE 1<<0, KA_SRC 1<<1, KA_DST 1<<2, TIMER_NORESET 1<<3;
+    # the iflags column holds these bits, so a row Kamailio wrote reads the same here.
+    assert (Property.KA_SRC, Property.KA_DST, Property.TIMEOUT_NORESET) == (2, 4, 8)

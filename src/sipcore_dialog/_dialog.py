@@ -48,11 +48,14 @@ class Side(enum.Enum):
 
 
 class Property(enum.IntFlag):
-    """``dlg_set_property``; stored in the ``iflags`` column."""
+    """``dlg_set_property``; stored in the ``iflags`` column with Kamailio's
+    bit values (``DLG_IFLAG_KA_SRC``... in ``dlg_hash.h``), so a row either
+    side wrote means the same to the other. Bit 1 (``DLG_IFLAG_TIMEOUTBYE``)
+    is :attr:`DialogContext.timeout_bye`."""
 
-    KA_SRC = 1  # keepalive OPTIONS to the caller
-    KA_DST = 2  # keepalive OPTIONS to the callee
-    TIMEOUT_NORESET = 4
+    KA_SRC = 2  # keepalive OPTIONS to the caller
+    KA_DST = 4  # keepalive OPTIONS to the callee
+    TIMEOUT_NORESET = 8  # DLG_IFLAG_TIMER_NORESET
 
 
 @attrs.define(slots=True)
