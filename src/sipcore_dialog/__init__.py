@@ -3,12 +3,22 @@
 Attach a :class:`DialogTracker` to a :class:`sipcore.Proxy` and call
 :meth:`DialogTracker.manage` from the routing script for the INVITEs to
 track. Sans-I/O: no sockets, no clock; timers run in the proxy's ``tick``.
+A :class:`DialogRecord` is a dialog as a row of Kamailio's ``dialog`` table.
 """
 
 from . import events
 from ._config import DbMode, DialogConfig, DialogSchema, MatchMode
 from ._dialog import Dialog, DialogContext, DialogState, Direction, Property, Side
 from ._profiles import Profile, ProfileLink, ProfileTable, RemoteItem
+from ._store import (
+    DialogRecord,
+    DialogStore,
+    LoadReport,
+    RecordError,
+    SkippedRecord,
+    dialog_from_record,
+    record_from_dialog,
+)
 from ._tracker import DialogStats, DialogTracker
 
 __all__ = [
@@ -16,17 +26,24 @@ __all__ = [
     "Dialog",
     "DialogConfig",
     "DialogContext",
+    "DialogRecord",
     "DialogSchema",
     "DialogState",
     "DialogStats",
+    "DialogStore",
     "DialogTracker",
     "Direction",
+    "LoadReport",
     "MatchMode",
     "Profile",
     "ProfileLink",
     "ProfileTable",
     "Property",
+    "RecordError",
     "RemoteItem",
     "Side",
+    "SkippedRecord",
+    "dialog_from_record",
     "events",
+    "record_from_dialog",
 ]
