@@ -10,6 +10,7 @@ from . import events
 from ._config import DbMode, DialogConfig, DialogSchema, MatchMode
 from ._dialog import Dialog, DialogContext, DialogState, Direction, Property, Side
 from ._profiles import Profile, ProfileLink, ProfileTable, RemoteItem
+from ._sqlite import SQLiteDialogStore
 from ._store import (
     DialogRecord,
     DialogStore,
@@ -41,6 +42,7 @@ __all__ = [
     "Property",
     "RecordError",
     "RemoteItem",
+    "SQLiteDialogStore",
     "Side",
     "SkippedRecord",
     "dialog_from_record",
