@@ -3,7 +3,8 @@
 Attach a :class:`DialogTracker` to a :class:`sipcore.Proxy` and call
 :meth:`DialogTracker.manage` from the routing script for the INVITEs to
 track. Sans-I/O: no sockets, no clock; timers run in the proxy's ``tick``.
-A :class:`DialogRecord` is a dialog as a row of Kamailio's ``dialog`` table.
+Give it a :class:`DialogStore` (:class:`SQLiteDialogStore` is the embedded
+one) to keep confirmed dialogs across restarts, per ``db_mode``.
 """
 
 from . import events

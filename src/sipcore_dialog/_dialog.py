@@ -10,6 +10,7 @@ the tracker's job.
 from __future__ import annotations
 
 import enum
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 import attrs
@@ -142,6 +143,9 @@ class Dialog:
     _timer: TimerHandle | None = None
     _ka_timer: TimerHandle | None = None
     _timer_kind: str = ""
+    # Told of every change made through set_var/set_flag/reset_flag: the
+    # tracker's store watcher, so realtime mode writes variables and flags.
+    _changed: Callable[[Dialog], object] | None = None
 
     @property
     def did(self) -> str:
@@ -169,10 +173,31 @@ class Dialog:
     def set_flag(self, flag: int) -> None:
         """Kamailio: ``dlg_setflag(flag)``."""
         self.sflags |= 1 << _flag_index(flag)
+        self._touch()
 
     def reset_flag(self, flag: int) -> None:
         """Kamailio: ``dlg_resetflag(flag)``."""
         self.sflags &= ~(1 << _flag_index(flag))
+        self._touch()
+
+    def set_var(self, name: str, value: str | None) -> None:
+        """Kamailio: ``$dlg_var(name) = value``; ``None`` deletes it (``$null``).
+
+        Read variables from :attr:`vars`; set them here, so that a store in
+        realtime mode writes them at once (a write to the dict is only
+        stored with the dialog's next change)."""
+        if value is None:
+            if self.vars.pop(name, None) is None:
+                return
+        elif self.vars.get(name) == value:
+            return
+        else:
+            self.vars[name] = value
+        self._touch()
+
+    def _touch(self) -> None:
+        if self._changed is not None:
+            self._changed(self)
 
     def direction_of(self, from_tag: str | None, to_tag: str | None) -> Direction | None:
         """Which way a request with these tags travels, or None when they do
