@@ -18,7 +18,7 @@ from sipcore import (
     new_branch,
     parse_message,
 )
-from sipcore_dialog import DialogConfig, DialogTracker
+from sipcore_dialog import DialogConfig, DialogStore, DialogTracker
 
 PROXY = Endpoint("127.0.0.1", 5060)
 UAC = Endpoint("127.0.0.1", 5061)
@@ -47,11 +47,14 @@ class Rig:
         self,
         config: DialogConfig | None = None,
         script: Callable[[Rig, RequestContext], None] | None = None,
+        *,
+        store: DialogStore | None = None,
+        wall_clock_offset: float = 0.0,
     ) -> None:
         self.config = config or DialogConfig(
             profiles_with_value=("caller",), profiles_no_value=("calls",)
         )
-        self.tracker = DialogTracker(self.config)
+        self.tracker = DialogTracker(self.config, store=store, wall_clock_offset=wall_clock_offset)
         self.now = 0.0
         self.events: list[object] = []
         self.script = script or Rig.default_script

@@ -780,3 +780,9 @@ def test_packed_fields_keep_every_value_even_with_separators_in_them() -> None:
     assert d.caller_route_set == ("<sip:p1;lr>", "<sip:p2;lr>") and d.from_uri == "sip:a@b"
     d.update(callee_route_set=(), callee_contact="sip:b@h")
     assert isinstance(d._cold, str) and d.callee_route_set == () and d.callee_cseq == "5"
+
+
+def test_properties_have_kamailios_iflags_bit_values() -> None:
+    # dlg_hash.h: DLG_IFLAG_TIMEOUTBYE 1<<0, KA_SRC 1<<1, KA_DST 1<<2, TIMER_NORESET 1<<3;
+    # the iflags column holds these bits, so a row Kamailio wrote reads the same here.
+    assert (Property.KA_SRC, Property.KA_DST, Property.TIMEOUT_NORESET) == (2, 4, 8)

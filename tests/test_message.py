@@ -436,3 +436,12 @@ def test_built_uri_renders_with_escaping() -> None:
 def test_bad_uris_are_parse_errors(text: str) -> None:
     with pytest.raises(ParseError):
         parse_uri(text)
+
+
+@pytest.mark.parametrize("ttl", ["", "256", "1a", "0001"])
+def test_a_bad_via_ttl_is_a_parse_error(ttl: str) -> None:
+    # ";ttl=" with no value used to reach int("") and raise ValueError (found by
+    # test_damaged_message_raises_only_parse_error).
+    via = sipcore.Via("UDP", "192.0.2.1", 5060, sipcore.Params((("ttl", ttl),)))
+    with pytest.raises(sipcore.ParseError):
+        via.ttl  # noqa: B018

@@ -264,7 +264,7 @@ class Via:
         value = self.params.get("ttl")
         if value is None:
             return None
-        if len(value) > 3 or not _DIGITS.issuperset(value) or int(value) > 255:
+        if not value or len(value) > 3 or not _DIGITS.issuperset(value) or int(value) > 255:
             raise ParseError(f"bad ttl {value!r}")
         return int(value)
 

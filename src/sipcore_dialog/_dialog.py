@@ -10,6 +10,8 @@ the tracker's job.
 from __future__ import annotations
 
 import enum
+import math
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, Final
 
 import attrs
@@ -56,11 +58,14 @@ class Side(enum.Enum):
 
 
 class Property(enum.IntFlag):
-    """``dlg_set_property``; stored in the ``iflags`` column."""
+    """``dlg_set_property``; stored in the ``iflags`` column with Kamailio's
+    bit values (``DLG_IFLAG_KA_SRC``... in ``dlg_hash.h``), so a row either
+    side wrote means the same to the other. Bit 1 (``DLG_IFLAG_TIMEOUTBYE``)
+    is :attr:`DialogContext.timeout_bye`."""
 
-    KA_SRC = 1  # keepalive OPTIONS to the caller
-    KA_DST = 2  # keepalive OPTIONS to the callee
-    TIMEOUT_NORESET = 4
+    KA_SRC = 2  # keepalive OPTIONS to the caller
+    KA_DST = 4  # keepalive OPTIONS to the callee
+    TIMEOUT_NORESET = 8  # DLG_IFLAG_TIMER_NORESET
 
 
 # Flags are values: one shared empty set (building an IntFlag costs ~15 us).
@@ -201,6 +206,7 @@ class Dialog:
 
     __slots__ = (
         "_bits",
+        "_changed",
         "_cold",
         "_extra",
         "_ka_timer",
@@ -261,6 +267,12 @@ class Dialog:
         timeout: int = 0,
         sflags: int = 0,
         iflags: Property = NO_PROPERTIES,
+        *,
+        deadline: float | None = None,
+        vars: dict[str, str] | None = None,
+        ctx: DialogContext | None = None,
+        profiles: list[ProfileLink] | None = None,
+        acked: bool = False,
     ) -> None:
         self.h_entry = h_entry
         self.h_id = h_id
@@ -277,9 +289,25 @@ class Dialog:
         self.callee_socket = callee_socket
         self._extra: DialogExtra | None = None
         self._bits = 0  # _ACKED | _EXPIRED
+        # Told of every change made through set_var/set_flag/reset_flag: the
+        # tracker's store watcher, so realtime mode writes them at once.
+        self._changed: Callable[[Dialog], object] | None = None
         self._timer: int | None = None
         self._ka_timer: int | None = None
         self._timer_kind = ""
+        # A dialog rebuilt from a store comes with the second its timer is to
+        # fire; the tracker that adopts it arms that timer (SecondTimers key).
+        self._timer = None if deadline is None else math.ceil(deadline)
+        if acked:
+            self._bits |= _ACKED
+        if vars or ctx is not None or profiles:
+            extra = self._more()
+            if vars:
+                extra.vars.update(vars)
+            if ctx is not None:
+                extra.ctx = ctx
+            if profiles:
+                extra.profiles.extend(profiles)
         self._cold: str | tuple[_Value, ...] = _pack(
             [
                 from_uri,
@@ -521,10 +549,31 @@ class Dialog:
     def set_flag(self, flag: int) -> None:
         """Kamailio: ``dlg_setflag(flag)``."""
         self.sflags |= 1 << _flag_index(flag)
+        self._touch()
 
     def reset_flag(self, flag: int) -> None:
         """Kamailio: ``dlg_resetflag(flag)``."""
         self.sflags &= ~(1 << _flag_index(flag))
+        self._touch()
+
+    def set_var(self, name: str, value: str | None) -> None:
+        """Kamailio: ``$dlg_var(name) = value``; ``None`` deletes it (``$null``).
+
+        Read variables from :attr:`vars`; set them here, so that a store in
+        realtime mode writes them at once (a write to the dict is only
+        stored with the dialog's next change)."""
+        if value is None:
+            if self.vars.pop(name, None) is None:
+                return
+        elif self.vars.get(name) == value:
+            return
+        else:
+            self.vars[name] = value
+        self._touch()
+
+    def _touch(self) -> None:
+        if self._changed is not None:
+            self._changed(self)
 
     def direction_of(self, from_tag: str | None, to_tag: str | None) -> Direction | None:
         """Which way a request with these tags travels, or None when they do

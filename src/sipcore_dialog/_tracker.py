@@ -9,7 +9,9 @@ statistics, and locally generated requests (BYE, CANCEL, in-dialog
 requests). It plugs into a :class:`sipcore.Proxy` through its hooks and
 runs its timers inside the proxy's ``tick``; it never reads a clock.
 
-What it must not do: persist (that is the store's job) or touch sockets.
+What it must not do: persist (that is the store's job: the tracker only
+tells :class:`~sipcore_dialog._persistence.StoreSync` what changed, through
+the ``@_settles`` methods and the events) or touch sockets.
 """
 
 from __future__ import annotations
@@ -18,7 +20,7 @@ import functools
 import logging
 import random
 from collections.abc import Callable, Iterable, Iterator
-from typing import Any, Final, TypeVar
+from typing import Any, Concatenate, Final, ParamSpec, TypeVar
 
 import attrs
 
@@ -38,15 +40,19 @@ from sipcore import (
 )
 
 from . import events
-from ._config import DialogConfig, MatchMode
+from ._config import DbMode, DialogConfig, MatchMode
 from ._dialog import Dialog, DialogState, Direction, Property, Side, parse_reverse_hex
-from ._profiles import ProfileTable
+from ._persistence import StoreSync
+from ._profiles import ProfileLink, ProfileTable
+from ._store import DialogStore, LoadReport
 
 __all__ = ["DialogStats", "DialogTracker"]
 
 log = logging.getLogger("sipcore.dialog")
 
 _E = TypeVar("_E")
+_P = ParamSpec("_P")
+_R = TypeVar("_R")
 # A noack or keepalive failure leaves the dialog this long to live (Kamailio: 10 s).
 _GRACE: Final = 10.0
 
@@ -62,6 +68,27 @@ class DialogStats:
     failed: int = 0  # failed_dialogs
 
 
+def _settles(
+    method: Callable[Concatenate[DialogTracker, _P], _R],
+) -> Callable[Concatenate[DialogTracker, _P], _R]:
+    """A tracker call after which the store hears of what changed (in
+    realtime mode, one write when the outermost such call returns). A first
+    argument that is a dialog counts as changed."""
+
+    @functools.wraps(method)
+    def wrapper(self: DialogTracker, /, *args: _P.args, **kwargs: _P.kwargs) -> _R:
+        sync = self._store_sync
+        if sync is None:
+            return method(self, *args, **kwargs)
+        sync.enter(args[0] if args and isinstance(args[0], Dialog) else None)
+        try:
+            return method(self, *args, **kwargs)
+        finally:
+            sync.leave()
+
+    return wrapper
+
+
 class DialogTracker:
     """Every dialog this proxy tracks.
 
@@ -73,6 +100,11 @@ class DialogTracker:
     :meth:`manage` from the routing script for the initial INVITEs to
     track (Kamailio: ``dlg_manage()``). Sequential requests and replies are
     matched and followed through the proxy's hooks.
+
+    With a ``store``, confirmed dialogs are written per ``config.db_mode``
+    and :meth:`load` brings them back; ``wall_clock_offset`` is unix time
+    minus this tracker's clock (``time.time() - time.monotonic()`` when
+    ``now`` is monotonic), which the store's unix timestamps need.
     """
 
     def __init__(
@@ -80,6 +112,8 @@ class DialogTracker:
         config: DialogConfig | None = None,
         *,
         rng: random.Random | None = None,
+        store: DialogStore | None = None,
+        wall_clock_offset: float = 0.0,
     ) -> None:
         self.config = config or DialogConfig()
         self.stats = DialogStats()
@@ -100,6 +134,9 @@ class DialogTracker:
         self._proxy: Proxy | None = None
         self._unsent: list[tuple[Dialog, Side, Request]] = []
         self._now = 0.0
+        self._store_sync: StoreSync | None = None
+        if store is not None:
+            self._store_sync = StoreSync(self, store, wall_clock_offset)
 
     # -- plumbing ---------------------------------------------------------------
 
@@ -374,6 +411,7 @@ class DialogTracker:
 
     # -- replies to the initial INVITE --------------------------------------------------------
 
+    @_settles
     def on_response(
         self, dialog: Dialog, response: Response, now: float, source: Endpoint | None = None
     ) -> None:
@@ -461,6 +499,7 @@ class DialogTracker:
 
     # -- sequential requests ------------------------------------------------------------------
 
+    @_settles
     def on_request(
         self, request: Request, now: float, source: Endpoint | None = None
     ) -> tuple[Dialog, Direction] | None:
@@ -526,6 +565,7 @@ class DialogTracker:
         # Wait for the BYE's answer, but not for ever.
         self._arm(dialog, now + self.config.end_timeout, "ended")
 
+    @_settles
     def on_request_response(
         self, dialog: Dialog, request: Request, response: Response, direction: Direction, now: float
     ) -> None:
@@ -591,11 +631,13 @@ class DialogTracker:
                 self._timers.next_deadline(),
                 self._ka_timers.next_deadline(),
                 self.profiles.next_deadline(),
+                None if self._store_sync is None else self._store_sync.next_deadline(),
             )
             if d is not None
         ]
         return min(deadlines) if deadlines else None
 
+    @_settles
     def tick(self, now: float) -> list[Dialog]:
         """Fire the dialog timers due at ``now``; returns the dialogs that
         expired. BYEs (``send_bye``, ``timeout_bye``) go out through the
@@ -620,6 +662,8 @@ class DialogTracker:
                 expired.append(dialog)
             elif kind in ("ended", "destroy"):
                 self._destroy(dialog)
+        if self._store_sync is not None:
+            self._store_sync.tick(now)
         return expired
 
     def take_requests(self) -> list[tuple[Dialog, Side, Request]]:
@@ -681,11 +725,13 @@ class DialogTracker:
 
     # -- what the script and the management API do --------------------------------------------
 
+    @_settles
     def set_profile(self, dialog: Dialog, profile: str, value: str | None = None) -> None:
         """Kamailio: ``set_dlg_profile(profile[, value])``."""
         link = self.profiles[profile].add(dialog, value)
         dialog.profiles.append(link)
 
+    @_settles
     def unset_profile(self, dialog: Dialog, profile: str, value: str | None = None) -> bool:
         """Kamailio: ``unset_dlg_profile(profile[, value])``."""
         table = self.profiles[profile]
@@ -708,6 +754,7 @@ class DialogTracker:
         """Kamailio: ``get_profile_size(profile[, value], size)``."""
         return self.profiles[profile].size(value)
 
+    @_settles
     def set_timeout(self, dialog: Dialog, timeout: int, now: float | None = None) -> None:
         """Kamailio: ``dlg_set_timeout(timeout)``: the lifetime, from now
         when confirmed, else from the 2xx when it comes."""
@@ -717,6 +764,7 @@ class DialogTracker:
         if dialog.state is DialogState.CONFIRMED:
             self._arm(dialog, (self.now if now is None else now) + timeout, "lifetime")
 
+    @_settles
     def set_timeout_by_profile(
         self, profile: str, timeout: int, value: str | None = None, now: float | None = None
     ) -> int:
@@ -726,6 +774,7 @@ class DialogTracker:
             self.set_timeout(dialog, timeout, now)
         return len(dialogs)
 
+    @_settles
     def set_property(self, dialog: Dialog, prop: Property | str) -> None:
         """Kamailio: ``dlg_set_property("ka-src" | "ka-dst" | "timeout-noreset")``."""
         flag = _property(prop)
@@ -733,6 +782,7 @@ class DialogTracker:
         if flag & (Property.KA_SRC | Property.KA_DST) and dialog.state is DialogState.CONFIRMED:
             self._arm_keepalive(dialog, self.now)
 
+    @_settles
     def reset_property(self, dialog: Dialog, prop: Property | str) -> None:
         """Kamailio: ``dlg_reset_property(...)``."""
         dialog.iflags &= ~_property(prop)
@@ -749,6 +799,7 @@ class DialogTracker:
             return self.profiles.remote_remove(profile, value or None, uid)
         raise LocalProtocolError(f"dlg_remote_profile command must be add or rm, not {command!r}")
 
+    @_settles
     def set_state(self, dialog: Dialog, state: DialogState) -> None:
         """Kamailio RPC ``dlg.set_state``: no BYE, no end events; a dialog set
         to 5 is then destroyed after the linger time."""
@@ -860,6 +911,7 @@ class DialogTracker:
         address = dialog.callee_address if side is Side.CALLEE else dialog.caller_address
         return address
 
+    @_settles
     def bye(
         self,
         dialog: Dialog,
@@ -926,6 +978,7 @@ class DialogTracker:
             )
         self._arm_keepalive(dialog, now)
 
+    @_settles
     def _keepalive_answered(self, dialog: Dialog, side: Side, response: Response) -> None:
         code = response.status_code
         if code < 200 or dialog.state is not DialogState.CONFIRMED:
@@ -943,6 +996,99 @@ class DialogTracker:
         if self._proxy is None:
             raise LocalProtocolError("attach the tracker to a proxy to send requests")
         return self._proxy
+
+    # -- persistence: the hook layer's entry points (the work is in StoreSync) -------------------
+
+    def load(self, now: float) -> LoadReport:
+        """Load the stored dialogs, as Kamailio does at start unless
+        ``db_skip_load``: confirmed dialogs come back with their ``h_entry``
+        and ``h_id`` (so in-flight ``did`` cookies still match), state,
+        remaining lifetime, profiles and variables. Rows that cannot be a
+        dialog are skipped and reported, never raised. In shutdown mode the
+        tables are then emptied (Kamailio does), to be refilled by :meth:`close`."""
+        sync = self._require_store()
+        if self.config.db_skip_load:
+            return LoadReport()
+        self._now = now
+        report = sync.load(sync.store.load_all(self.config.db_fetch_rows), now)
+        if sync.mode is DbMode.SHUTDOWN:
+            sync.store.clear()
+            sync.forget_stored()
+        return report
+
+    def load_call_id(self, call_id: str, now: float) -> LoadReport:
+        """Kamailio: ``dlg_db_load_callid(cival)``: load the stored dialogs
+        with this Call-ID that are not in memory."""
+        sync = self._require_store()
+        self._now = now
+        return sync.load([sync.store.load_call_id(call_id)], now)
+
+    def load_extra(self, now: float) -> LoadReport:
+        """Kamailio: ``dlg_db_load_extra()``: load every stored dialog not in
+        memory (another instance's, with ``h_id_start``/``h_id_step`` apart)."""
+        sync = self._require_store()
+        self._now = now
+        return sync.load(sync.store.load_all(self.config.db_fetch_rows), now)
+
+    def flush(self) -> None:
+        """Write what the store is owed now (delayed mode's pending changes;
+        in shutdown mode every confirmed dialog)."""
+        if self._store_sync is not None:
+            self._store_sync.flush()
+
+    def close(self) -> None:
+        """Flush (Kamailio's shutdown write in ``db_mode`` 3) and close the store."""
+        if self._store_sync is not None:
+            self._store_sync.close()
+
+    def _require_store(self) -> StoreSync:
+        if self._store_sync is None:
+            raise LocalProtocolError("this tracker has no store")
+        return self._store_sync
+
+    def _adopt(self, dialog: Dialog, now: float) -> bool:
+        """Take a dialog rebuilt from a store into memory: its indexes, the
+        profile links this tracker defines, its timer and statistics. False
+        when a dialog with its id is here already."""
+        key = _key(dialog.h_entry, dialog.h_id)
+        if key in self._by_id:
+            return False
+        links: list[ProfileLink] = []
+        if dialog._extra is not None:
+            links = list(dialog._extra.profiles)
+            dialog._extra.profiles.clear()
+        for link in links:
+            if link.profile not in self.profiles:
+                log.warning(
+                    "dialog %s:%s: no profile %r here, not restored",
+                    dialog.h_entry,
+                    dialog.h_id,
+                    link.profile,
+                )
+                continue
+            profile = self.profiles[link.profile]
+            if profile.has_value != (link.value is not None):
+                continue  # Kamailio skips a link whose value does not fit its profile
+            dialog.profiles.append(profile.add(dialog, link.value))
+        self._by_id[key] = dialog
+        same = self._by_call_id.get(dialog.call_id)
+        if same is None:
+            self._by_call_id[dialog.call_id] = dialog
+        elif isinstance(same, list):
+            same.append(dialog)
+        else:
+            self._by_call_id[dialog.call_id] = [same, dialog]
+        if self.config.enable_stats:
+            self.stats.active += 1
+        kind = "lifetime" if dialog.state is DialogState.CONFIRMED else "noack"
+        stored = dialog.deadline  # the second its timer fires, from the record
+        dialog._timer = None  # not in this tracker's queue yet
+        deadline = now if stored is None else max(now, stored)
+        self._arm(dialog, deadline, kind)
+        keepalive = dialog.iflags & (Property.KA_SRC | Property.KA_DST)
+        if dialog.state is DialogState.CONFIRMED and self.config.ka_interval and keepalive:
+            self._arm_keepalive(dialog, now)
+        return True
 
     # -- statistics ------------------------------------------------------------------------------
 
