@@ -1017,12 +1017,6 @@ def test_uri_hash_is_consistent_with_equality(
 # -- known defects (minimal inputs) ----------------------------------------------
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=AssertionError,
-    reason="Message._value strips with str.strip(), which also removes Unicode "
-    "whitespace (U+00A0, U+3000...) that is TEXT-UTF8char and part of the value",
-)
 def test_extension_value_keeps_unicode_whitespace_at_its_edges() -> None:
     msg = parse_message(_request("X-A: a\u00a0\r\n"))
     assert msg.get("X-A") == "a\u00a0"

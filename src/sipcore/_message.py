@@ -45,6 +45,10 @@ ENCODING: Final = "utf-8"
 ERRORS: Final = "surrogateescape"
 SIP_VERSION: Final = "SIP/2.0"
 _MAX_UINT32: Final = 2**32 - 1
+# What surrounds a header value and may be dropped: SP, HTAB and line breaks
+# (RFC 3261 section 25.1 LWS). Not str.strip()'s Unicode whitespace: U+00A0,
+# U+3000... are TEXT-UTF8char and belong to the value.
+_LWS: Final = " \t\r\n"
 
 # Headers RFC 3261 allows at most once; a second copy makes a request
 # ambiguous (RFC 4475 section 3.3.8).
@@ -226,8 +230,8 @@ class Message:
         value = line[line.find(":") + 1 :]
         if "\n" in value:
             # Folded: each line break with its leading whitespace is one SP.
-            return " ".join(part.strip() for part in value.split("\n")).strip()
-        return value.strip()
+            return " ".join(part.strip(_LWS) for part in value.split("\n")).strip(_LWS)
+        return value.strip(_LWS)
 
     def _defect(self, reason: str, header: str | None = None, status: int = 400) -> None:
         if self._defects is None:
@@ -269,7 +273,7 @@ class Message:
                 out.append(value)
                 continue
             try:
-                out += [v.strip() for v in split_list(value)]
+                out += [v.strip(_LWS) for v in split_list(value)]
             except ParseError as exc:
                 raise self._wrap(exc, key) from None
         return out
@@ -596,9 +600,9 @@ class Message:
                 del self._eols[i - 1]
         else:
             written = self._lines[i][: self._lines[i].find(":")].strip()
-            self._lines[i] = f"{written}: {','.join(p.strip() for p in parts[1:])}"
+            self._lines[i] = f"{written}: {','.join(p.strip(_LWS) for p in parts[1:])}"
         self._edited(key)
-        return parts[0].strip()
+        return parts[0].strip(_LWS)
 
     def set_body(self, body: bytes, content_type: str | None = None) -> None:
         """Replace the body and keep Content-Length right. Kamailio: ``set_body``."""
