@@ -769,12 +769,6 @@ def _feed_in_chunks(size: int) -> Callable[[bytes], None]:
     return run
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=AssertionError,
-    reason="StreamParser searches the whole buffer for CRLFCRLF on every call: "
-    "a header section that arrives in small chunks costs O(n^2)",
-)
 def test_stream_framing_time_grows_linearly_with_small_chunks() -> None:
     def make(n: int) -> bytes:
         return _request(_lines("X-Long", "a", n, 8000))
