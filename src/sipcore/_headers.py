@@ -436,6 +436,11 @@ def parse_address(text: str, defects: list[Defect] | None, header: str | None = 
         name = s[:lt].strip()
         if name:
             if '"' in name:
+                semi = name.find(";")
+                if 0 <= semi < name.find('"'):
+                    # No display name: an addr-spec whose parameter is a
+                    # quoted-string holding a "<".
+                    return _parse_addr_spec(s, defects, header)
                 raise ParseError("misplaced quote in display name")
             if not _TOKEN_WS.issuperset(name):
                 tolerate(defects, "unquoted display name with non-token characters", header)
