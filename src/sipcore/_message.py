@@ -13,6 +13,7 @@ round trip, and no input can make decoding fail.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from typing import Any, ClassVar, Final, TypeVar, overload
 
@@ -742,12 +743,29 @@ def _check_version(version: str) -> bool:
     return version == SIP_VERSION or version.upper() == SIP_VERSION
 
 
+# A line break followed by SP or HTAB is a fold (RFC 3261 section 7.3.1);
+# any other ends a header line. A fixed-width lookahead: no backtracking.
+_LINE_END_CRLF: Final = re.compile(r"\r\n(?![ \t])")
+_LINE_END_ANY: Final = re.compile(r"(\r?\n)(?![ \t])")
+
+
 def _split_head(text: str) -> tuple[list[str], list[str] | None]:
-    """Header section text -> (lines with folded continuations merged, eols)."""
-    lines = text.split("\r\n")
-    eols: list[str] | None = None
-    if text.count("\n") != len(lines) - 1:
-        # Bare LF line ends (lenient): keep each line's own terminator.
+    """Header section text -> (lines with folded continuations merged, eols).
+
+    Each merged line is cut out of the text once: many folds cost no more
+    than as many octets without them.
+    """
+    folded = "\n " in text or "\n\t" in text
+    if text.count("\n") == text.count("\r\n"):
+        if not folded:
+            return text.split("\r\n"), None
+        # The start line never takes a continuation: split it off first.
+        first, rest = text.split("\r\n", 1)
+        lines = _LINE_END_CRLF.split(rest)
+        lines.insert(0, first)
+        return lines, None
+    # Bare LF line ends (lenient): keep each line's own terminator.
+    if not folded:
         lines = []
         eols = []
         for piece in text.split("\n"):
@@ -758,19 +776,16 @@ def _split_head(text: str) -> tuple[list[str], list[str] | None]:
                 lines.append(piece)
                 eols.append("\n")
         eols.pop()  # the last line's terminator belongs to the separator
-    if "\n " in text or "\n\t" in text:
-        merged: list[str] = [lines[0]]
-        merged_eols: list[str] | None = None if eols is None else []
-        for i in range(1, len(lines)):
-            line = lines[i]
-            eol = "\r\n" if eols is None else eols[i - 1]
-            if line[:1] in (" ", "\t") and len(merged) > 1:
-                merged[-1] = merged[-1] + eol + line
-            else:
-                merged.append(line)
-                if merged_eols is not None:
-                    merged_eols.append(eol)
-        lines, eols = merged, merged_eols
+        return lines, eols
+    nl = text.find("\n")
+    cr = nl > 0 and text[nl - 1] == "\r"
+    parts = _LINE_END_ANY.split(text[nl + 1 :])
+    lines = [text[: nl - 1] if cr else text[:nl]]
+    lines += parts[0::2]
+    eols = ["\r\n" if cr else "\n"]
+    eols += parts[1::2]
+    if lines[-1].endswith("\r"):
+        lines[-1] = lines[-1][:-1]  # as the unfolded branch does
     return lines, eols
 
 
@@ -897,11 +912,14 @@ def parse_message(
         # Fast path: CRLF line ends, no folding, every header name seen before.
         text = data[start:end].decode(ENCODING, ERRORS)
         lines = text.split("\r\n")
-        keys = list(map(_NAME_CACHE.get, [line.partition(":")[0] for line in lines]))
-        keys[0] = ":start"
+        if len(lines) > limits.max_headers:
+            # Over the limit, or (many folds) not one header per line.
+            keys: list[str | None] = [None]
+        else:
+            keys = list(map(_NAME_CACHE.get, [line.partition(":")[0] for line in lines]))
+            keys[0] = ":start"
         if (
             None in keys
-            or len(lines) > limits.max_headers
             or end - start > limits.max_header_length
             or text.count("\n") != len(lines) - 1
         ):
