@@ -846,6 +846,42 @@ def _start_line(
     return msg
 
 
+# Methods known to be tokens: the fast path skips the per-character check.
+_METHODS: Final = frozenset(
+    {"INVITE", "ACK", "BYE", "CANCEL", "REGISTER", "OPTIONS", "PRACK", "SUBSCRIBE", "NOTIFY"}
+    | {"PUBLISH", "INFO", "REFER", "MESSAGE", "UPDATE"}
+)
+
+
+def _fast_start_line(first: str, limits: Limits) -> Request | Response | None:
+    """The message object for a plain SIP/2.0 start line; None when unsure."""
+    if first.startswith("SIP/2.0 "):
+        code, _, reason = first[8:].partition(" ")
+        if len(code) != 3 or not (code.isdigit() and code.isascii() and "1" <= code[0] <= "6"):
+            return None
+        response = Response.__new__(Response)
+        response.status_code = int(code)
+        response.reason = reason
+        response.version = SIP_VERSION
+        return response
+    method, _, rest = first.partition(" ")
+    uri, _, version = rest.partition(" ")
+    # The version being exactly SIP/2.0 means there were exactly two spaces.
+    if (
+        version != SIP_VERSION
+        or method not in _METHODS
+        or not uri
+        or uri[0] == "<"
+        or len(uri) > limits.max_uri_length
+    ):
+        return None
+    request = Request.__new__(Request)
+    request.method = method
+    request._uri_text = uri
+    request.version = SIP_VERSION
+    return request
+
+
 def parse_head(head: bytes, defects: list[Defect] | None, limits: Limits) -> Request | Response:
     """Parse a CRLF header section (no body): used by streams and builders."""
     text = head.decode(ENCODING, ERRORS)
@@ -906,37 +942,46 @@ def parse_message(
         start += 2
     if start >= n:
         raise ParseError("empty message", 400)
-    msg: Request | Response
+    msg: Request | Response | None = None
     end = data.find(b"\r\n\r\n", start)
-    if end >= 0:
-        # Fast path: CRLF line ends, no folding, every header name seen before.
+    if end >= 0 and end - start <= limits.max_header_length:
+        # Fast path: CRLF line ends, no folding, every header name seen
+        # before, a plain start line and Content-Length. Anything else, and
+        # any doubt, is left to the careful path below.
         text = data[start:end].decode(ENCODING, ERRORS)
         lines = text.split("\r\n")
-        if len(lines) > limits.max_headers:
-            # Over the limit, or (many folds) not one header per line.
-            keys: list[str | None] = [None]
-        else:
-            keys = list(map(_NAME_CACHE.get, [line.partition(":")[0] for line in lines]))
+        nlines = len(lines)
+        # More lines than the header limit: over it, or (folds) not one
+        # header per line; more line feeds than lines: bare LF line ends.
+        if nlines <= limits.max_headers and text.count("\n") == nlines - 1:
+            get = _NAME_CACHE.get
+            keys = [get(line.partition(":")[0]) for line in lines]
             keys[0] = ":start"
-        if (
-            None in keys
-            or end - start > limits.max_header_length
-            or text.count("\n") != len(lines) - 1
-        ):
-            msg = _parse_head_slow(data, start, defects, limits)
-        else:
-            msg = _start_line(lines, None, defects, limits)
+            if None not in keys:
+                msg = _fast_start_line(lines[0], limits)
+        if msg is not None:
             msg._lines = lines
             msg._keys = keys  # type: ignore[assignment]
             msg._eols = None
             msg._sep = "\r\n\r\n"
             msg._cache = {}
             msg._defects = defects
-            msg._body_start = end + 4
-    else:
+            body_start = end + 4
+            # Content-Length is most often the last line, and there once.
+            if keys[-1] == "content-length" and keys.count("content-length") == 1:
+                line = lines[-1]
+                value = line[line.find(":") + 1 :].strip(_LWS)
+                length = (
+                    int(value)
+                    if len(value) < 10 and value.isdigit() and value.isascii()
+                    else _content_length(msg)
+                )
+            else:
+                length = _content_length(msg)
+    if msg is None:
         msg = _parse_head_slow(data, start, defects, limits)
-    body_start = msg._body_start
-    length = _content_length(msg)
+        body_start = msg._body_start
+        length = _content_length(msg)
     if length is None:
         body = data[body_start:]
         stop = n
