@@ -91,12 +91,17 @@ class LazyValues(Sequence[_T]):
     every parsed message to the cyclic garbage collector).
     """
 
-    __slots__ = ("_items", "_key", "_parse", "_texts")
+    __slots__ = ("_items", "_key", "_lines", "_parse", "_texts")
 
-    def __init__(self, key: str, texts: list[str], parse: Callable[[str], _T]):
+    def __init__(
+        self, key: str, texts: list[str], parse: Callable[[str], _T], *, lines: bool = False
+    ):
+        # lines=True: ``texts`` are whole header lines holding one value
+        # each, whose value is cut out only when it is read.
         self._key = key
         self._texts = texts
         self._parse = parse
+        self._lines = lines
         self._items: list[Any] = [_UNPARSED] * len(texts)
 
     def __len__(self) -> int:
@@ -111,8 +116,9 @@ class LazyValues(Sequence[_T]):
             return tuple(self[i] for i in range(*index.indices(len(self._texts))))
         item = self._items[index]
         if item is _UNPARSED:
+            text = self._texts[index]
             try:
-                item = self._items[index] = self._parse(self._texts[index])
+                item = self._items[index] = self._parse(_line_value(text) if self._lines else text)
             except ParseError as exc:
                 raise ParseError(
                     f"{pretty_name(self._key)}: {exc.reason}", exc.status_hint
@@ -128,6 +134,15 @@ class LazyValues(Sequence[_T]):
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}({list(self)!r})"
+
+
+def _line_value(line: str) -> str:
+    """The value of a header line: after the colon, unfolded, without LWS."""
+    value = line[line.find(":") + 1 :]
+    if "\n" in value:
+        # Folded: each line break with its leading whitespace is one SP.
+        return " ".join(part.strip(_LWS) for part in value.split("\n")).strip(_LWS)
+    return value.strip(_LWS)
 
 
 def _key_of(name: str) -> str:
@@ -227,12 +242,7 @@ class Message:
     # -- raw header access ----------------------------------------------
 
     def _value(self, i: int) -> str:
-        line = self._lines[i]
-        value = line[line.find(":") + 1 :]
-        if "\n" in value:
-            # Folded: each line break with its leading whitespace is one SP.
-            return " ".join(part.strip(_LWS) for part in value.split("\n")).strip(_LWS)
-        return value.strip(_LWS)
+        return _line_value(self._lines[i])
 
     def _defect(self, reason: str, header: str | None = None, status: int = 400) -> None:
         if self._defects is None:
@@ -311,21 +321,48 @@ class Message:
     def start_line(self) -> str:
         return self._lines[0]
 
+    def _list(self, key: str, parse: Callable[[str], _T]) -> LazyValues[_T]:
+        """The values of list header ``key``, each parsed when first read.
+
+        Lines without a comma hold one value each: their values are cut out
+        only when read. Any comma sends the lines through split_list, so a
+        malformed list raises here, as it always did.
+        """
+        keys = self._keys
+        lines = self._lines
+        if keys.count(key) == 1:
+            line = lines[keys.index(key)]
+            if "," not in line:  # a header name never holds a comma
+                return LazyValues(key, [line], parse, lines=True)
+        else:
+            picked = [lines[i] for i in self._positions(key)]
+            for line in picked:
+                if "," in line:
+                    break
+            else:
+                return LazyValues(key, picked, parse, lines=True)
+        return LazyValues(key, self._values_of(key), parse)
+
+    def _address_parser(self, key: str) -> Callable[[str], Address]:
+        defects = self._defects
+        return lambda value: parse_address(value, defects, key)
+
     def _addresses(self, key: str) -> LazyValues[Address]:
         cached = self._cache.get(key)
         if cached is None:
-            defects = self._defects
-            cached = self._cache[key] = LazyValues(
-                key, self._values_of(key), lambda v: parse_address(v, defects, key)
-            )
+            cached = self._cache[key] = self._list(key, self._address_parser(key))
         return cached
 
     def _address(self, key: str) -> Address:
         cached = self._cache.get(key)
         if cached is None:
-            value = self._required(key)
+            keys = self._keys
+            if key not in keys:
+                raise ParseError(f"missing {pretty_name(key)} header", 400, self)
             try:
-                cached = parse_address(value, self._defects, key)
+                cached = parse_address(
+                    _line_value(self._lines[keys.index(key)]), self._defects, key
+                )
             except ParseError as exc:
                 raise self._wrap(exc, key) from None
             self._cache[key] = cached
@@ -334,7 +371,10 @@ class Message:
     @property
     def call_id(self) -> str:
         """Kamailio: ``$ci``. The first Call-ID; ParseError(400) when missing."""
-        value = self._required("call-id")
+        keys = self._keys
+        if "call-id" not in keys:
+            raise ParseError("missing Call-ID header", 400, self)
+        value = _line_value(self._lines[keys.index("call-id")])
         if not value:
             raise ParseError("empty Call-ID", 400, self)
         return value
@@ -348,7 +388,9 @@ class Message:
             if "cseq" not in keys:
                 raise ParseError("missing CSeq header", 400, self)
             try:
-                cached = self._cache["cseq"] = parse_cseq(self._value(keys.index("cseq")))
+                cached = self._cache["cseq"] = parse_cseq(
+                    _line_value(self._lines[keys.index("cseq")])
+                )
             except ParseError as exc:
                 raise self._wrap(exc, "cseq") from None
         return cached
@@ -371,7 +413,7 @@ class Message:
         """
         cached = self._cache.get("via")
         if cached is None:
-            cached = self._cache["via"] = LazyValues("via", self._values_of("via"), parse_via)
+            cached = self._cache["via"] = self._list("via", parse_via)
         return cached
 
     @property
@@ -382,9 +424,20 @@ class Message:
     @property
     def contact(self) -> Sequence[Address]:
         """Every Contact value; empty for ``Contact: *`` (see contact_is_star)."""
-        if self.contact_is_star:
-            return ()
-        return self._addresses("contact")
+        cached = self._cache.get("contact")
+        if cached is None:
+            keys = self._keys
+            if keys.count("contact") == 1:
+                value = _line_value(self._lines[keys.index("contact")])
+                if value == "*":
+                    return ()
+                if "," not in value:
+                    cached = self._cache["contact"] = LazyValues(
+                        "contact", [value], self._address_parser("contact")
+                    )
+                    return cached
+            cached = self._addresses("contact")
+        return cached
 
     @property
     def route(self) -> Sequence[Address]:
@@ -400,13 +453,17 @@ class Message:
         cached = self._cache.get("max-forwards", self)
         if cached is not self:
             return cached  # type: ignore[no-any-return]
-        value = self._first("max-forwards")
+        keys = self._keys
         mf = None
-        if value is not None:
-            try:
-                mf = parse_uint(value, "Max-Forwards")
-            except ParseError as exc:
-                raise self._wrap(exc, "max-forwards") from None
+        if "max-forwards" in keys:
+            value = _line_value(self._lines[keys.index("max-forwards")])
+            if 0 < len(value) < 4 and value.isdigit() and value.isascii():
+                mf = int(value)  # what parse_uint would give, the short way
+            else:
+                try:
+                    mf = parse_uint(value, "Max-Forwards")
+                except ParseError as exc:
+                    raise self._wrap(exc, "max-forwards") from None
             if mf > 255:
                 self._defect(f"Max-Forwards {mf} above 255", "max-forwards")
         self._cache["max-forwards"] = mf
