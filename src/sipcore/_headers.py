@@ -28,6 +28,7 @@ from ._uri import (
     lazy_params,
     parse_uri,
     plain_params,
+    slot_setters,
     split_hostport,
 )
 
@@ -114,8 +115,6 @@ _VIA: Final = re.compile(
     rf"SIP/2\.0/([{_TOKEN_CLASS}]++) ([A-Za-z0-9._-]++)(?::([0-9]{{1,5}}+))?(?:;({PLAIN_PARAMS}))?"
 )
 _NAME_ADDR: Final = re.compile(rf'(?:"([^"\\]*+)"\s*+)?<([^<>"\s]++)>(?:\s*+;({PLAIN_PARAMS}))?')
-
-_set: Final = object.__setattr__
 
 
 def canonical_name(name: str) -> str:
@@ -308,6 +307,11 @@ class Via:
         return f"{self.protocol}/{self.transport} {self.sent_by}{self.params.render()}"
 
 
+_via_transport, _via_host, _via_port, _via_params, _via_protocol = slot_setters(
+    Via, "transport", "host", "port", "params", "protocol"
+)
+
+
 def parse_via(text: str) -> Via:
     match = _VIA.fullmatch(text)
     if match is not None:
@@ -315,11 +319,11 @@ def parse_via(text: str) -> Via:
         sent_port = None if port_text is None else int(port_text)
         if sent_port is None or sent_port <= 65535:
             via = object.__new__(Via)
-            _set(via, "transport", transport)
-            _set(via, "host", sent_host)
-            _set(via, "port", sent_port)
-            _set(via, "params", EMPTY_PARAMS if ptext is None else plain_params(ptext))
-            _set(via, "protocol", "SIP/2.0")
+            _via_transport(via, transport)
+            _via_host(via, sent_host)
+            _via_port(via, sent_port)
+            _via_params(via, EMPTY_PARAMS if ptext is None else plain_params(ptext))
+            _via_protocol(via, "SIP/2.0")
             return via
     return _parse_via_careful(text)
 
@@ -449,6 +453,11 @@ class Address:
         return f"{out}<{self._uri}>{self.params.render()}"
 
 
+_address_uri, _address_display_name, _address_params = slot_setters(
+    Address, "_uri", "display_name", "params"
+)
+
+
 def parse_address(text: str, defects: list[Defect] | None, header: str | None = None) -> Address:
     """Parse a name-addr or addr-spec followed by header parameters.
 
@@ -458,9 +467,9 @@ def parse_address(text: str, defects: list[Defect] | None, header: str | None = 
     if match is not None:
         quoted, uri_text, ptext = match.groups()
         address = object.__new__(Address)
-        _set(address, "_uri", uri_text)
-        _set(address, "display_name", quoted)
-        _set(address, "params", EMPTY_PARAMS if ptext is None else plain_params(ptext))
+        _address_uri(address, uri_text)
+        _address_display_name(address, quoted)
+        _address_params(address, EMPTY_PARAMS if ptext is None else plain_params(ptext))
         return address
     return _parse_address_careful(text, defects, header)
 
@@ -535,6 +544,9 @@ class CSeq:
         return f"{self.number} {self.method}"
 
 
+_cseq_number, _cseq_method = slot_setters(CSeq, "number", "method")
+
+
 def parse_cseq(text: str) -> CSeq:
     number, sp, method = text.partition(" ")
     if (
@@ -546,8 +558,8 @@ def parse_cseq(text: str) -> CSeq:
         and method
     ):
         cseq = object.__new__(CSeq)
-        _set(cseq, "number", int(number))
-        _set(cseq, "method", method)
+        _cseq_number(cseq, int(number))
+        _cseq_method(cseq, method)
         return cseq
     parts = text.split()
     if len(parts) != 2:

@@ -330,14 +330,15 @@ class Message:
         """
         keys = self._keys
         lines = self._lines
-        if keys.count(key) == 1:
-            line = lines[keys.index(key)]
-            if "," not in line:  # a header name never holds a comma
-                return LazyValues(key, [line], parse, lines=True)
-        else:
-            picked = [lines[i] for i in self._positions(key)]
+        count = keys.count(key)
+        if count:
+            i = keys.index(key)
+            picked = [lines[i]]
+            for _ in range(count - 1):
+                i = keys.index(key, i + 1)
+                picked.append(lines[i])
             for line in picked:
-                if "," in line:
+                if "," in line:  # a header name never holds a comma
                     break
             else:
                 return LazyValues(key, picked, parse, lines=True)

@@ -11,8 +11,8 @@ import enum
 import ipaddress
 import re
 import string
-from collections.abc import Iterator, Mapping
-from typing import TYPE_CHECKING, Final, Literal, TypeAlias
+from collections.abc import Callable, Iterator, Mapping
+from typing import TYPE_CHECKING, Any, Final, Literal, TypeAlias
 from urllib.parse import quote, unquote
 
 import attrs
@@ -239,11 +239,24 @@ PLAIN_PARAMS: Final = _plain_params_pattern("")
 _PLAIN_PARAMS: Final = re.compile(PLAIN_PARAMS)
 
 
+def slot_setters(cls: type, *names: str) -> tuple[Callable[[Any, Any], None], ...]:
+    """The setters of ``cls``'s slots ``names``.
+
+    The fast paths build frozen values they have already checked with
+    ``object.__new__`` and these: attrs' ``__init__`` and
+    ``object.__setattr__`` cost about twice as much per field.
+    """
+    return tuple(cls.__dict__[name].__set__ for name in names)
+
+
+(_set_params_text,) = slot_setters(Params, "_text")
+
+
 def plain_params(text: str) -> Params:
     """A Params for text PLAIN_PARAMS matches, split only when its items
     are needed (lookups read the text)."""
     params = object.__new__(Params)
-    object.__setattr__(params, "_text", text)
+    _set_params_text(params, text)
     return params
 
 
@@ -502,7 +515,17 @@ _SIP: Final = re.compile(
     r'(sips?+):(?:([^:@;?%\s<>"\x00]++)@)?([A-Za-z0-9._-]++)(?::([0-9]{1,5}+))?'
     rf"(?:;({_URI_PARAMS}))?"
 )
-_set: Final = object.__setattr__
+
+(
+    _sip_host,
+    _sip_user,
+    _sip_password,
+    _sip_port,
+    _sip_params,
+    _sip_headers,
+    _sip_scheme,
+    _sip_text,
+) = slot_setters(SipURI, "host", "user", "password", "port", "params", "headers", "scheme", "_text")
 
 
 def parse_uri(text: str) -> URI:
@@ -516,14 +539,14 @@ def parse_uri(text: str) -> URI:
         port = None if port_text is None else int(port_text)
         if port is None or port <= MAX_PORT:
             uri = object.__new__(SipURI)
-            _set(uri, "host", host)
-            _set(uri, "user", user)
-            _set(uri, "password", None)
-            _set(uri, "port", port)
-            _set(uri, "params", EMPTY_PARAMS if ptext is None else plain_params(ptext))
-            _set(uri, "headers", ())
-            _set(uri, "scheme", scheme)
-            _set(uri, "_text", text)
+            _sip_host(uri, host)
+            _sip_user(uri, user)
+            _sip_password(uri, None)
+            _sip_port(uri, port)
+            _sip_params(uri, EMPTY_PARAMS if ptext is None else plain_params(ptext))
+            _sip_headers(uri, ())
+            _sip_scheme(uri, scheme)
+            _sip_text(uri, text)
             return uri
     return _parse_uri_careful(text)
 
