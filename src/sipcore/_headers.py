@@ -411,7 +411,7 @@ class Address:
         uri = self._uri
         if isinstance(uri, str):
             uri = parse_uri(uri)
-            object.__setattr__(self, "_uri", uri)
+            _address_uri(self, uri)
         return uri
 
     @property

@@ -50,8 +50,27 @@ def _escape(text: str, safe: str) -> str:
     return quote(text, safe=safe, errors="surrogateescape")
 
 
+def slot_setters(cls: type, *names: str) -> tuple[Callable[[Any, Any], None], ...]:
+    """The setters of ``cls``'s slots ``names``.
+
+    The fast paths build frozen values they have already checked with
+    ``object.__new__`` and these: attrs' ``__init__`` and
+    ``object.__setattr__`` cost about twice as much per field.
+    """
+    return tuple(cls.__dict__[name].__set__ for name in names)
+
+
+class _ParamsText:
+    # A parsed Params may start as its text (see lazy_params): lookups read
+    # the text, and items_ is split out of it only when first needed. None
+    # once split, and for a Params built from items. A plain slot, not an
+    # attrs field: attrs.fields(), asdict() and eq/hash/repr never see it.
+    __slots__ = ("_text",)
+    _text: str | None
+
+
 @attrs.frozen
-class Params(Mapping[str, "str | None"]):
+class Params(_ParamsText, Mapping[str, "str | None"]):
     """Ordered ``;name=value`` parameters; names compare case-insensitively.
 
     A parameter written without ``=`` (``;lr``) has the value ``None``.
@@ -60,15 +79,18 @@ class Params(Mapping[str, "str | None"]):
     """
 
     items_: tuple[tuple[str, str | None], ...] = ()
-    # A parsed Params may start as its text (see lazy_params): lookups read
-    # the text, and items_ is split out of it only when first needed. None
-    # once split, and for a Params built from items.
-    _text: str | None = attrs.field(default=None, init=False, eq=False, repr=False)
+
+    def __attrs_post_init__(self) -> None:
+        _set_params_text(self, None)
 
     if not TYPE_CHECKING:  # hidden from mypy, which would then allow any attribute
 
         def __getattr__(self, name):
-            # Reached only for an unset slot: items_ of a lazy Params.
+            # Reached only for an unset slot: items_ of a lazy Params, or
+            # _text of one that pickle or copy made without __init__.
+            if name == "_text":
+                _set_params_text(self, None)
+                return None
             if name != "items_":
                 raise AttributeError(name)
             text = self._text
@@ -78,8 +100,8 @@ class Params(Mapping[str, "str | None"]):
                 (key, value if eq else None)
                 for key, eq, value in (part.partition("=") for part in text.split(";"))
             )
-            object.__setattr__(self, "items_", items)
-            object.__setattr__(self, "_text", None)
+            _set_params_items(self, items)
+            _set_params_text(self, None)
             return items
 
     def _find(self, name: str) -> int:
@@ -182,6 +204,11 @@ class Params(Mapping[str, "str | None"]):
         return "".join(";" + p for p in parts)
 
 
+_set_params_text, _set_params_items = slot_setters(_ParamsText, "_text") + slot_setters(
+    Params, "items_"
+)
+
+
 class _Missing(enum.Enum):
     MISSING = "MISSING"
     UNSURE = "UNSURE"
@@ -222,6 +249,8 @@ def get_param(params: Params, name: str) -> str | None:
         found = _find_param(text, name)
         if found is not _MISSING:
             return found
+    elif params is EMPTY_PARAMS:
+        return None
     return params.get(name)
 
 
@@ -237,19 +266,6 @@ def _plain_params_pattern(excluded: str) -> str:
 
 PLAIN_PARAMS: Final = _plain_params_pattern("")
 _PLAIN_PARAMS: Final = re.compile(PLAIN_PARAMS)
-
-
-def slot_setters(cls: type, *names: str) -> tuple[Callable[[Any, Any], None], ...]:
-    """The setters of ``cls``'s slots ``names``.
-
-    The fast paths build frozen values they have already checked with
-    ``object.__new__`` and these: attrs' ``__init__`` and
-    ``object.__setattr__`` cost about twice as much per field.
-    """
-    return tuple(cls.__dict__[name].__set__ for name in names)
-
-
-(_set_params_text,) = slot_setters(Params, "_text")
 
 
 def plain_params(text: str) -> Params:
