@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable, Iterable, Iterator, Sequence
+from itertools import repeat
 from typing import Any, ClassVar, Final, TypeVar, overload
 
 import attrs
@@ -141,7 +142,7 @@ def _line_value(line: str) -> str:
     value = line[line.find(":") + 1 :]
     if "\n" in value:
         # Folded: each line break with its leading whitespace is one SP.
-        return " ".join(part.strip(_LWS) for part in value.split("\n")).strip(_LWS)
+        return " ".join(map(str.strip, value.split("\n"), repeat(_LWS))).strip(_LWS)
     return value.strip(_LWS)
 
 
@@ -242,7 +243,17 @@ class Message:
     # -- raw header access ----------------------------------------------
 
     def _value(self, i: int) -> str:
-        return _line_value(self._lines[i])
+        line = self._lines[i]
+        if "\n" not in line:
+            return _line_value(line)
+        # A folded line is unfolded once per message: get() and headers()
+        # may read it again and again. Keyed by the line itself (it holds a
+        # line break, so no header key can collide), the entry stays right
+        # through edits.
+        value = self._cache.get(line)
+        if value is None:
+            value = self._cache[line] = _line_value(line)
+        return value
 
     def _defect(self, reason: str, header: str | None = None, status: int = 400) -> None:
         if self._defects is None:
