@@ -92,7 +92,7 @@ class LazyValues(Sequence[_T]):
     every parsed message to the cyclic garbage collector).
     """
 
-    __slots__ = ("_items", "_key", "_lines", "_parse", "_texts")
+    __slots__ = ("_from_lines", "_items", "_key", "_parse", "_texts")
 
     def __init__(
         self, key: str, texts: list[str], parse: Callable[[str], _T], *, lines: bool = False
@@ -102,7 +102,7 @@ class LazyValues(Sequence[_T]):
         self._key = key
         self._texts = texts
         self._parse = parse
-        self._lines = lines
+        self._from_lines = lines
         self._items: list[Any] = [_UNPARSED] * len(texts)
 
     def __len__(self) -> int:
@@ -119,7 +119,9 @@ class LazyValues(Sequence[_T]):
         if item is _UNPARSED:
             text = self._texts[index]
             try:
-                item = self._items[index] = self._parse(_line_value(text) if self._lines else text)
+                item = self._items[index] = self._parse(
+                    _line_value(text) if self._from_lines else text
+                )
             except ParseError as exc:
                 raise ParseError(
                     f"{pretty_name(self._key)}: {exc.reason}", exc.status_hint

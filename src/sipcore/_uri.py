@@ -254,16 +254,16 @@ def get_param(params: Params, name: str) -> str | None:
     return params.get(name)
 
 
-# name[=value] pairs separated by ";": names non-empty, no quotes, "%" or
-# whitespace anywhere (\s is what str.strip() removes, Unicode's included).
-# Such text splits on ";" and "=" alone into what parse_params and
-# parse_header_params would make of it. Possessive quantifiers: linear.
 def _plain_params_pattern(excluded: str) -> str:
     name = rf'[^;="%\s{excluded}]++'
     value = rf'(?:=[^;"%\s{excluded}]*+)?'
     return rf"{name}{value}(?:;{name}{value})*+"
 
 
+# name[=value] pairs separated by ";": names non-empty, no quotes, "%" or
+# whitespace anywhere (\s is what str.strip() removes, Unicode's included).
+# Such text splits on ";" and "=" alone into what parse_params and
+# parse_header_params would make of it. Possessive quantifiers: linear.
 PLAIN_PARAMS: Final = _plain_params_pattern("")
 _PLAIN_PARAMS: Final = re.compile(PLAIN_PARAMS)
 
