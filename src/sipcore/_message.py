@@ -139,6 +139,19 @@ class LazyValues(Sequence[_T]):
         return f"{type(self).__name__}({list(self)!r})"
 
 
+def _lazy_values(
+    key: str, texts: list[str], parse: Callable[[str], _T], from_lines: bool
+) -> LazyValues[_T]:
+    """LazyValues(...) without the class call, which costs as much again."""
+    values: LazyValues[_T] = object.__new__(LazyValues)
+    values._key = key
+    values._texts = texts
+    values._parse = parse
+    values._from_lines = from_lines
+    values._items = [_UNPARSED] * len(texts)
+    return values
+
+
 def _line_value(line: str) -> str:
     """The value of a header line: after the colon, unfolded, without LWS."""
     value = line[line.find(":") + 1 :]
@@ -344,18 +357,22 @@ class Message:
         keys = self._keys
         lines = self._lines
         count = keys.count(key)
-        if count:
+        if count == 1:
+            line = lines[keys.index(key)]
+            if "," not in line:  # a header name never holds a comma
+                return _lazy_values(key, [line], parse, True)
+        elif count:
             i = keys.index(key)
             picked = [lines[i]]
             for _ in range(count - 1):
                 i = keys.index(key, i + 1)
                 picked.append(lines[i])
             for line in picked:
-                if "," in line:  # a header name never holds a comma
+                if "," in line:
                     break
             else:
-                return LazyValues(key, picked, parse, lines=True)
-        return LazyValues(key, self._values_of(key), parse)
+                return _lazy_values(key, picked, parse, True)
+        return _lazy_values(key, self._values_of(key), parse, False)
 
     def _address_parser(self, key: str) -> Callable[[str], Address]:
         defects = self._defects
@@ -446,8 +463,8 @@ class Message:
                 if value == "*":
                     return ()
                 if "," not in value:
-                    cached = self._cache["contact"] = LazyValues(
-                        "contact", [value], self._address_parser("contact")
+                    cached = self._cache["contact"] = _lazy_values(
+                        "contact", [value], self._address_parser("contact"), False
                     )
                     return cached
             cached = self._addresses("contact")
