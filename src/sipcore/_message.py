@@ -94,15 +94,13 @@ class LazyValues(Sequence[_T]):
 
     __slots__ = ("_from_lines", "_items", "_key", "_parse", "_texts")
 
-    def __init__(
-        self, key: str, texts: list[str], parse: Callable[[str], _T], *, lines: bool = False
-    ):
-        # lines=True: ``texts`` are whole header lines holding one value
-        # each, whose value is cut out only when it is read.
+    def __init__(self, key: str, texts: list[str], parse: Callable[[str], _T]):
         self._key = key
         self._texts = texts
         self._parse = parse
-        self._from_lines = lines
+        # True when ``texts`` are whole header lines holding one value each,
+        # whose value is cut out only when read (see Message._list).
+        self._from_lines = False
         self._items: list[Any] = [_UNPARSED] * len(texts)
 
     def __len__(self) -> int:
