@@ -230,6 +230,14 @@ def test_address_with_tag() -> None:
     assert to.tag == "t1" and str(to) == "Bob <sip:bob@biloxi.example.com>;tag=t1"
 
 
+def test_addr_spec_parameter_may_quote_a_less_than_sign() -> None:
+    msg = parse_message(INVITE.replace(b"Contact: <", b'Contact: sip:c@h;p="<";q=1, <', 1))
+    first = msg.contact[0]
+    assert str(first.uri) == "sip:c@h" and first.display_name is None
+    assert first.params == sipcore.Params((("p", '"<"'), ("q", "1")))
+    assert str(msg.contact[1].uri) == "sip:alice@pc33.atlanta.example.com;transport=tcp"
+
+
 # -- errors and limits ------------------------------------------------------------
 
 

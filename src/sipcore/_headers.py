@@ -11,6 +11,7 @@ says an element may tolerate is appended there instead of raising.
 
 from __future__ import annotations
 
+import re
 import string
 from typing import Final
 
@@ -20,9 +21,14 @@ from ._errors import ParseError
 from ._uri import (
     _HOSTNAME_CHARS,
     EMPTY_PARAMS,
+    PLAIN_PARAMS,
     URI,
     Params,
+    get_param,
+    lazy_params,
     parse_uri,
+    plain_params,
+    slot_setters,
     split_hostport,
 )
 
@@ -100,6 +106,15 @@ _WS: Final = " \t"
 _TOKEN_WS: Final = _TOKEN_CHARS | frozenset(" \t\r\n")
 _MAX_UINT32: Final = 2**32 - 1
 _DIGITS: Final = frozenset(string.digits)
+_TOKEN_CLASS: Final = r"-.!%*_+`'~A-Za-z0-9"
+
+# The shapes nearly every Via and name-addr takes, matched in one linear
+# pass (possessive quantifiers): what they match, the careful parsers below
+# would read the same way; whatever they do not match goes to those parsers.
+_VIA: Final = re.compile(
+    rf"SIP/2\.0/([{_TOKEN_CLASS}]++) ([A-Za-z0-9._-]++)(?::([0-9]{{1,5}}+))?(?:;({PLAIN_PARAMS}))?"
+)
+_NAME_ADDR: Final = re.compile(rf'(?:"([^"\\]*+)"\s*+)?<([^<>"\s]++)>(?:\s*+;({PLAIN_PARAMS}))?')
 
 
 def canonical_name(name: str) -> str:
@@ -215,6 +230,11 @@ def split_list(value: str) -> list[str]:
 
 def parse_header_params(text: str) -> Params:
     """``;a=b;c`` after a header value (the leading ``;`` already removed)."""
+    lazy = lazy_params(text)
+    return _parse_header_params_careful(text) if lazy is None else lazy
+
+
+def _parse_header_params_careful(text: str) -> Params:
     parts = split_outside(text, ";") if '"' in text else text.split(";")
     items = []
     for part in parts:
@@ -238,7 +258,7 @@ class Via:
 
     @property
     def branch(self) -> str | None:
-        return self.params.get("branch")
+        return get_param(self.params, "branch")
 
     @property
     def received(self) -> str | None:
@@ -287,7 +307,28 @@ class Via:
         return f"{self.protocol}/{self.transport} {self.sent_by}{self.params.render()}"
 
 
+_via_transport, _via_host, _via_port, _via_params, _via_protocol = slot_setters(
+    Via, "transport", "host", "port", "params", "protocol"
+)
+
+
 def parse_via(text: str) -> Via:
+    match = _VIA.fullmatch(text)
+    if match is not None:
+        transport, sent_host, port_text, ptext = match.groups()
+        sent_port = None if port_text is None else int(port_text)
+        if sent_port is None or sent_port <= 65535:
+            via = object.__new__(Via)
+            _via_transport(via, transport)
+            _via_host(via, sent_host)
+            _via_port(via, sent_port)
+            _via_params(via, EMPTY_PARAMS if ptext is None else plain_params(ptext))
+            _via_protocol(via, "SIP/2.0")
+            return via
+    return _parse_via_careful(text)
+
+
+def _parse_via_careful(text: str) -> Via:
     value = text.strip()
     if value.startswith("SIP/2.0/") and '"' not in value:
         # Fast path: "SIP/2.0/UDP host:port;params" with no LWS inside.
@@ -370,12 +411,12 @@ class Address:
         uri = self._uri
         if isinstance(uri, str):
             uri = parse_uri(uri)
-            object.__setattr__(self, "_uri", uri)
+            _address_uri(self, uri)
         return uri
 
     @property
     def tag(self) -> str | None:
-        return self.params.get("tag")
+        return get_param(self.params, "tag")
 
     @property
     def expires(self) -> int | None:
@@ -412,11 +453,28 @@ class Address:
         return f"{out}<{self._uri}>{self.params.render()}"
 
 
+_address_uri, _address_display_name, _address_params = slot_setters(
+    Address, "_uri", "display_name", "params"
+)
+
+
 def parse_address(text: str, defects: list[Defect] | None, header: str | None = None) -> Address:
     """Parse a name-addr or addr-spec followed by header parameters.
 
     ``defects`` is ``None`` in strict mode (any deviation raises).
     """
+    match = _NAME_ADDR.fullmatch(text)
+    if match is not None:
+        quoted, uri_text, ptext = match.groups()
+        address = object.__new__(Address)
+        _address_uri(address, uri_text)
+        _address_display_name(address, quoted)
+        _address_params(address, EMPTY_PARAMS if ptext is None else plain_params(ptext))
+        return address
+    return _parse_address_careful(text, defects, header)
+
+
+def _parse_address_careful(text: str, defects: list[Defect] | None, header: str | None) -> Address:
     s = text.strip()
     lt = s.find("<")
     if lt < 0:
@@ -436,6 +494,11 @@ def parse_address(text: str, defects: list[Defect] | None, header: str | None = 
         name = s[:lt].strip()
         if name:
             if '"' in name:
+                semi = name.find(";")
+                if 0 <= semi < name.find('"'):
+                    # No display name: an addr-spec whose parameter is a
+                    # quoted-string holding a "<".
+                    return _parse_addr_spec(s, defects, header)
                 raise ParseError("misplaced quote in display name")
             if not _TOKEN_WS.issuperset(name):
                 tolerate(defects, "unquoted display name with non-token characters", header)
@@ -481,6 +544,9 @@ class CSeq:
         return f"{self.number} {self.method}"
 
 
+_cseq_number, _cseq_method = slot_setters(CSeq, "number", "method")
+
+
 def parse_cseq(text: str) -> CSeq:
     number, sp, method = text.partition(" ")
     if (
@@ -491,7 +557,10 @@ def parse_cseq(text: str) -> CSeq:
         and _TOKEN_CHARS.issuperset(method)
         and method
     ):
-        return CSeq(int(number), method)
+        cseq = object.__new__(CSeq)
+        _cseq_number(cseq, int(number))
+        _cseq_method(cseq, method)
+        return cseq
     parts = text.split()
     if len(parts) != 2:
         raise ParseError(f"bad CSeq {text[:80]!r}")

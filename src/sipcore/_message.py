@@ -13,7 +13,9 @@ round trip, and no input can make decoding fail.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable, Iterable, Iterator, Sequence
+from itertools import repeat
 from typing import Any, ClassVar, Final, TypeVar, overload
 
 import attrs
@@ -45,6 +47,10 @@ ENCODING: Final = "utf-8"
 ERRORS: Final = "surrogateescape"
 SIP_VERSION: Final = "SIP/2.0"
 _MAX_UINT32: Final = 2**32 - 1
+# What surrounds a header value and may be dropped: SP, HTAB and line breaks
+# (RFC 3261 section 25.1 LWS). Not str.strip()'s Unicode whitespace: U+00A0,
+# U+3000... are TEXT-UTF8char and belong to the value.
+_LWS: Final = " \t\r\n"
 
 # Headers RFC 3261 allows at most once; a second copy makes a request
 # ambiguous (RFC 4475 section 3.3.8).
@@ -86,12 +92,15 @@ class LazyValues(Sequence[_T]):
     every parsed message to the cyclic garbage collector).
     """
 
-    __slots__ = ("_items", "_key", "_parse", "_texts")
+    __slots__ = ("_from_lines", "_items", "_key", "_parse", "_texts")
 
     def __init__(self, key: str, texts: list[str], parse: Callable[[str], _T]):
         self._key = key
         self._texts = texts
         self._parse = parse
+        # True when ``texts`` are whole header lines holding one value each,
+        # whose value is cut out only when read (see Message._list).
+        self._from_lines = False
         self._items: list[Any] = [_UNPARSED] * len(texts)
 
     def __len__(self) -> int:
@@ -106,8 +115,11 @@ class LazyValues(Sequence[_T]):
             return tuple(self[i] for i in range(*index.indices(len(self._texts))))
         item = self._items[index]
         if item is _UNPARSED:
+            text = self._texts[index]
             try:
-                item = self._items[index] = self._parse(self._texts[index])
+                item = self._items[index] = self._parse(
+                    _line_value(text) if self._from_lines else text
+                )
             except ParseError as exc:
                 raise ParseError(
                     f"{pretty_name(self._key)}: {exc.reason}", exc.status_hint
@@ -123,6 +135,28 @@ class LazyValues(Sequence[_T]):
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}({list(self)!r})"
+
+
+def _lazy_values(
+    key: str, texts: list[str], parse: Callable[[str], _T], from_lines: bool
+) -> LazyValues[_T]:
+    """LazyValues(...) without the class call, which costs as much again."""
+    values: LazyValues[_T] = object.__new__(LazyValues)
+    values._key = key
+    values._texts = texts
+    values._parse = parse
+    values._from_lines = from_lines
+    values._items = [_UNPARSED] * len(texts)
+    return values
+
+
+def _line_value(line: str) -> str:
+    """The value of a header line: after the colon, unfolded, without LWS."""
+    value = line[line.find(":") + 1 :]
+    if "\n" in value:
+        # Folded: each line break with its leading whitespace is one SP.
+        return " ".join(map(str.strip, value.split("\n"), repeat(_LWS))).strip(_LWS)
+    return value.strip(_LWS)
 
 
 def _key_of(name: str) -> str:
@@ -223,11 +257,16 @@ class Message:
 
     def _value(self, i: int) -> str:
         line = self._lines[i]
-        value = line[line.find(":") + 1 :]
-        if "\n" in value:
-            # Folded: each line break with its leading whitespace is one SP.
-            return " ".join(part.strip() for part in value.split("\n")).strip()
-        return value.strip()
+        if "\n" not in line:
+            return _line_value(line)
+        # A folded line is unfolded once per message: get() and headers()
+        # may read it again and again. Keyed by the line itself (it holds a
+        # line break, so no header key can collide), the entry stays right
+        # through edits.
+        value = self._cache.get(line)
+        if value is None:
+            value = self._cache[line] = _line_value(line)
+        return value
 
     def _defect(self, reason: str, header: str | None = None, status: int = 400) -> None:
         if self._defects is None:
@@ -269,7 +308,7 @@ class Message:
                 out.append(value)
                 continue
             try:
-                out += [v.strip() for v in split_list(value)]
+                out += [v.strip(_LWS) for v in split_list(value)]
             except ParseError as exc:
                 raise self._wrap(exc, key) from None
         return out
@@ -306,21 +345,53 @@ class Message:
     def start_line(self) -> str:
         return self._lines[0]
 
+    def _list(self, key: str, parse: Callable[[str], _T]) -> LazyValues[_T]:
+        """The values of list header ``key``, each parsed when first read.
+
+        Lines without a comma hold one value each: their values are cut out
+        only when read. Any comma sends the lines through split_list, so a
+        malformed list raises here, as it always did.
+        """
+        keys = self._keys
+        lines = self._lines
+        count = keys.count(key)
+        if count == 1:
+            line = lines[keys.index(key)]
+            if "," not in line:  # a header name never holds a comma
+                return _lazy_values(key, [line], parse, True)
+        elif count:
+            i = keys.index(key)
+            picked = [lines[i]]
+            for _ in range(count - 1):
+                i = keys.index(key, i + 1)
+                picked.append(lines[i])
+            for line in picked:
+                if "," in line:
+                    break
+            else:
+                return _lazy_values(key, picked, parse, True)
+        return _lazy_values(key, self._values_of(key), parse, False)
+
+    def _address_parser(self, key: str) -> Callable[[str], Address]:
+        defects = self._defects
+        return lambda value: parse_address(value, defects, key)
+
     def _addresses(self, key: str) -> LazyValues[Address]:
         cached = self._cache.get(key)
         if cached is None:
-            defects = self._defects
-            cached = self._cache[key] = LazyValues(
-                key, self._values_of(key), lambda v: parse_address(v, defects, key)
-            )
+            cached = self._cache[key] = self._list(key, self._address_parser(key))
         return cached
 
     def _address(self, key: str) -> Address:
         cached = self._cache.get(key)
         if cached is None:
-            value = self._required(key)
+            keys = self._keys
+            if key not in keys:
+                raise ParseError(f"missing {pretty_name(key)} header", 400, self)
             try:
-                cached = parse_address(value, self._defects, key)
+                cached = parse_address(
+                    _line_value(self._lines[keys.index(key)]), self._defects, key
+                )
             except ParseError as exc:
                 raise self._wrap(exc, key) from None
             self._cache[key] = cached
@@ -329,7 +400,10 @@ class Message:
     @property
     def call_id(self) -> str:
         """Kamailio: ``$ci``. The first Call-ID; ParseError(400) when missing."""
-        value = self._required("call-id")
+        keys = self._keys
+        if "call-id" not in keys:
+            raise ParseError("missing Call-ID header", 400, self)
+        value = _line_value(self._lines[keys.index("call-id")])
         if not value:
             raise ParseError("empty Call-ID", 400, self)
         return value
@@ -343,7 +417,9 @@ class Message:
             if "cseq" not in keys:
                 raise ParseError("missing CSeq header", 400, self)
             try:
-                cached = self._cache["cseq"] = parse_cseq(self._value(keys.index("cseq")))
+                cached = self._cache["cseq"] = parse_cseq(
+                    _line_value(self._lines[keys.index("cseq")])
+                )
             except ParseError as exc:
                 raise self._wrap(exc, "cseq") from None
         return cached
@@ -366,7 +442,7 @@ class Message:
         """
         cached = self._cache.get("via")
         if cached is None:
-            cached = self._cache["via"] = LazyValues("via", self._values_of("via"), parse_via)
+            cached = self._cache["via"] = self._list("via", parse_via)
         return cached
 
     @property
@@ -377,9 +453,20 @@ class Message:
     @property
     def contact(self) -> Sequence[Address]:
         """Every Contact value; empty for ``Contact: *`` (see contact_is_star)."""
-        if self.contact_is_star:
-            return ()
-        return self._addresses("contact")
+        cached = self._cache.get("contact")
+        if cached is None:
+            keys = self._keys
+            if keys.count("contact") == 1:
+                value = _line_value(self._lines[keys.index("contact")])
+                if value == "*":
+                    return ()
+                if "," not in value:
+                    cached = self._cache["contact"] = _lazy_values(
+                        "contact", [value], self._address_parser("contact"), False
+                    )
+                    return cached
+            cached = self._addresses("contact")
+        return cached
 
     @property
     def route(self) -> Sequence[Address]:
@@ -395,13 +482,17 @@ class Message:
         cached = self._cache.get("max-forwards", self)
         if cached is not self:
             return cached  # type: ignore[no-any-return]
-        value = self._first("max-forwards")
+        keys = self._keys
         mf = None
-        if value is not None:
-            try:
-                mf = parse_uint(value, "Max-Forwards")
-            except ParseError as exc:
-                raise self._wrap(exc, "max-forwards") from None
+        if "max-forwards" in keys:
+            value = _line_value(self._lines[keys.index("max-forwards")])
+            if 0 < len(value) < 4 and value.isdigit() and value.isascii():
+                mf = int(value)  # what parse_uint would give, the short way
+            else:
+                try:
+                    mf = parse_uint(value, "Max-Forwards")
+                except ParseError as exc:
+                    raise self._wrap(exc, "max-forwards") from None
             if mf > 255:
                 self._defect(f"Max-Forwards {mf} above 255", "max-forwards")
         self._cache["max-forwards"] = mf
@@ -596,9 +687,9 @@ class Message:
                 del self._eols[i - 1]
         else:
             written = self._lines[i][: self._lines[i].find(":")].strip()
-            self._lines[i] = f"{written}: {','.join(p.strip() for p in parts[1:])}"
+            self._lines[i] = f"{written}: {','.join(p.strip(_LWS) for p in parts[1:])}"
         self._edited(key)
-        return parts[0].strip()
+        return parts[0].strip(_LWS)
 
     def set_body(self, body: bytes, content_type: str | None = None) -> None:
         """Replace the body and keep Content-Length right. Kamailio: ``set_body``."""
@@ -738,12 +829,29 @@ def _check_version(version: str) -> bool:
     return version == SIP_VERSION or version.upper() == SIP_VERSION
 
 
+# A line break followed by SP or HTAB is a fold (RFC 3261 section 7.3.1);
+# any other ends a header line. A fixed-width lookahead: no backtracking.
+_LINE_END_CRLF: Final = re.compile(r"\r\n(?![ \t])")
+_LINE_END_ANY: Final = re.compile(r"(\r?\n)(?![ \t])")
+
+
 def _split_head(text: str) -> tuple[list[str], list[str] | None]:
-    """Header section text -> (lines with folded continuations merged, eols)."""
-    lines = text.split("\r\n")
-    eols: list[str] | None = None
-    if text.count("\n") != len(lines) - 1:
-        # Bare LF line ends (lenient): keep each line's own terminator.
+    """Header section text -> (lines with folded continuations merged, eols).
+
+    Each merged line is cut out of the text once: many folds cost no more
+    than as many octets without them.
+    """
+    folded = "\n " in text or "\n\t" in text
+    if text.count("\n") == text.count("\r\n"):
+        if not folded:
+            return text.split("\r\n"), None
+        # The start line never takes a continuation: split it off first.
+        first, rest = text.split("\r\n", 1)
+        lines = _LINE_END_CRLF.split(rest)
+        lines.insert(0, first)
+        return lines, None
+    # Bare LF line ends (lenient): keep each line's own terminator.
+    if not folded:
         lines = []
         eols = []
         for piece in text.split("\n"):
@@ -754,19 +862,16 @@ def _split_head(text: str) -> tuple[list[str], list[str] | None]:
                 lines.append(piece)
                 eols.append("\n")
         eols.pop()  # the last line's terminator belongs to the separator
-    if "\n " in text or "\n\t" in text:
-        merged: list[str] = [lines[0]]
-        merged_eols: list[str] | None = None if eols is None else []
-        for i in range(1, len(lines)):
-            line = lines[i]
-            eol = "\r\n" if eols is None else eols[i - 1]
-            if line[:1] in (" ", "\t") and len(merged) > 1:
-                merged[-1] = merged[-1] + eol + line
-            else:
-                merged.append(line)
-                if merged_eols is not None:
-                    merged_eols.append(eol)
-        lines, eols = merged, merged_eols
+        return lines, eols
+    nl = text.find("\n")
+    cr = nl > 0 and text[nl - 1] == "\r"
+    parts = _LINE_END_ANY.split(text[nl + 1 :])
+    lines = [text[: nl - 1] if cr else text[:nl]]
+    lines += parts[0::2]
+    eols = ["\r\n" if cr else "\n"]
+    eols += parts[1::2]
+    if lines[-1].endswith("\r"):
+        lines[-1] = lines[-1][:-1]  # as the unfolded branch does
     return lines, eols
 
 
@@ -825,6 +930,42 @@ def _start_line(
         msg._setup(lines, b"", eols=eols, defects=defects, limits=limits)
         raise ParseError(f"unsupported version {version[:20]!r}", 505, msg)
     return msg
+
+
+# Methods known to be tokens: the fast path skips the per-character check.
+_METHODS: Final = frozenset(
+    {"INVITE", "ACK", "BYE", "CANCEL", "REGISTER", "OPTIONS", "PRACK", "SUBSCRIBE", "NOTIFY"}
+    | {"PUBLISH", "INFO", "REFER", "MESSAGE", "UPDATE"}
+)
+
+
+def _fast_start_line(first: str, limits: Limits) -> Request | Response | None:
+    """The message object for a plain SIP/2.0 start line; None when unsure."""
+    if first.startswith("SIP/2.0 "):
+        code, _, reason = first[8:].partition(" ")
+        if len(code) != 3 or not (code.isdigit() and code.isascii() and "1" <= code[0] <= "6"):
+            return None
+        response = Response.__new__(Response)
+        response.status_code = int(code)
+        response.reason = reason
+        response.version = SIP_VERSION
+        return response
+    method, _, rest = first.partition(" ")
+    uri, _, version = rest.partition(" ")
+    # The version being exactly SIP/2.0 means there were exactly two spaces.
+    if (
+        version != SIP_VERSION
+        or method not in _METHODS
+        or not uri
+        or uri[0] == "<"
+        or len(uri) > limits.max_uri_length
+    ):
+        return None
+    request = Request.__new__(Request)
+    request.method = method
+    request._uri_text = uri
+    request.version = SIP_VERSION
+    return request
 
 
 def parse_head(head: bytes, defects: list[Defect] | None, limits: Limits) -> Request | Response:
@@ -887,34 +1028,46 @@ def parse_message(
         start += 2
     if start >= n:
         raise ParseError("empty message", 400)
-    msg: Request | Response
+    msg: Request | Response | None = None
     end = data.find(b"\r\n\r\n", start)
-    if end >= 0:
-        # Fast path: CRLF line ends, no folding, every header name seen before.
+    if end >= 0 and end - start <= limits.max_header_length:
+        # Fast path: CRLF line ends, no folding, every header name seen
+        # before, a plain start line and Content-Length. Anything else, and
+        # any doubt, is left to the careful path below.
         text = data[start:end].decode(ENCODING, ERRORS)
         lines = text.split("\r\n")
-        keys = list(map(_NAME_CACHE.get, [line.partition(":")[0] for line in lines]))
-        keys[0] = ":start"
-        if (
-            None in keys
-            or len(lines) > limits.max_headers
-            or end - start > limits.max_header_length
-            or text.count("\n") != len(lines) - 1
-        ):
-            msg = _parse_head_slow(data, start, defects, limits)
-        else:
-            msg = _start_line(lines, None, defects, limits)
+        nlines = len(lines)
+        # More lines than the header limit: over it, or (folds) not one
+        # header per line; more line feeds than lines: bare LF line ends.
+        if nlines <= limits.max_headers and text.count("\n") == nlines - 1:
+            get = _NAME_CACHE.get
+            keys = [get(line.partition(":")[0]) for line in lines]
+            keys[0] = ":start"
+            if None not in keys:
+                msg = _fast_start_line(lines[0], limits)
+        if msg is not None:
             msg._lines = lines
             msg._keys = keys  # type: ignore[assignment]
             msg._eols = None
             msg._sep = "\r\n\r\n"
             msg._cache = {}
             msg._defects = defects
-            msg._body_start = end + 4
-    else:
+            body_start = end + 4
+            # Content-Length is most often the last line, and there once.
+            if keys[-1] == "content-length" and keys.count("content-length") == 1:
+                line = lines[-1]
+                value = line[line.find(":") + 1 :].strip(_LWS)
+                length = (
+                    int(value)
+                    if len(value) < 10 and value.isdigit() and value.isascii()
+                    else _content_length(msg)
+                )
+            else:
+                length = _content_length(msg)
+    if msg is None:
         msg = _parse_head_slow(data, start, defects, limits)
-    body_start = msg._body_start
-    length = _content_length(msg)
+        body_start = msg._body_start
+        length = _content_length(msg)
     if length is None:
         body = data[body_start:]
         stop = n

@@ -73,6 +73,10 @@ class StreamParser:
         self._error: ParseError | None = None
         # The header section already parsed while waiting for the body.
         self._pending: tuple[Request | Response, int, int] | None = None
+        # Where the search for the end of the header section resumes: the
+        # octets before it were searched already. Without it, a header
+        # section arriving in small chunks would cost O(n^2).
+        self._scanned = 0
 
     @property
     def buffered(self) -> int:
@@ -104,19 +108,24 @@ class StreamParser:
             if buf[:1] == b"\r":
                 if buf[:4] == b"\r\n\r\n":
                     del buf[:4]
+                    self._scanned = 0
                     return _PING
                 if len(buf) < 4 and b"\r\n\r\n".startswith(bytes(buf)):
                     # A lone CRLF may be half a ping: wait for the next octet.
                     return NEED_DATA
                 if buf[:2] == b"\r\n":
                     del buf[:2]
+                    self._scanned = 0
                     return _PONG
-            end = buf.find(b"\r\n\r\n")
+            end = buf.find(b"\r\n\r\n", self._scanned)
             limit = self._limits.max_message_size
             if end < 0:
                 if len(buf) > limit:
                     raise ParseError(f"header section larger than {limit} octets", 413)
+                # The last three octets may begin a CRLFCRLF the next chunk ends.
+                self._scanned = max(0, len(buf) - 3)
                 return NEED_DATA
+            self._scanned = 0
             defects: list[Defect] | None = None if self._strict else []
             msg = parse_head(bytes(buf[:end]), defects, self._limits)
             length = _content_length(msg)

@@ -7,10 +7,12 @@ equality per RFC 3261 section 19.1.4. It does no DNS and no I/O.
 
 from __future__ import annotations
 
+import enum
 import ipaddress
+import re
 import string
-from collections.abc import Iterator, Mapping
-from typing import TypeAlias
+from collections.abc import Callable, Iterator, Mapping
+from typing import TYPE_CHECKING, Any, Final, Literal, TypeAlias
 from urllib.parse import quote, unquote
 
 import attrs
@@ -48,8 +50,27 @@ def _escape(text: str, safe: str) -> str:
     return quote(text, safe=safe, errors="surrogateescape")
 
 
+def slot_setters(cls: type, *names: str) -> tuple[Callable[[Any, Any], None], ...]:
+    """The setters of ``cls``'s slots ``names``.
+
+    The fast paths build frozen values they have already checked with
+    ``object.__new__`` and these: attrs' ``__init__`` and
+    ``object.__setattr__`` cost about twice as much per field.
+    """
+    return tuple(cls.__dict__[name].__set__ for name in names)
+
+
+class _ParamsText:
+    # A parsed Params may start as its text (see lazy_params): lookups read
+    # the text, and items_ is split out of it only when first needed. None
+    # once split, and for a Params built from items. A plain slot, not an
+    # attrs field: attrs.fields(), asdict() and eq/hash/repr never see it.
+    __slots__ = ("_text",)
+    _text: str | None
+
+
 @attrs.frozen
-class Params(Mapping[str, "str | None"]):
+class Params(_ParamsText, Mapping[str, "str | None"]):
     """Ordered ``;name=value`` parameters; names compare case-insensitively.
 
     A parameter written without ``=`` (``;lr``) has the value ``None``.
@@ -58,6 +79,30 @@ class Params(Mapping[str, "str | None"]):
     """
 
     items_: tuple[tuple[str, str | None], ...] = ()
+
+    def __attrs_post_init__(self) -> None:
+        _set_params_text(self, None)
+
+    if not TYPE_CHECKING:  # hidden from mypy, which would then allow any attribute
+
+        def __getattr__(self, name):
+            # Reached only for an unset slot: items_ of a lazy Params, or
+            # _text of one that pickle or copy made without __init__.
+            if name == "_text":
+                _set_params_text(self, None)
+                return None
+            if name != "items_":
+                raise AttributeError(name)
+            text = self._text
+            if text is None:  # split meanwhile (items_ is set before _text is cleared)
+                return object.__getattribute__(self, name)
+            items = tuple(
+                (key, value if eq else None)
+                for key, eq, value in (part.partition("=") for part in text.split(";"))
+            )
+            _set_params_items(self, items)
+            _set_params_text(self, None)
+            return items
 
     def _find(self, name: str) -> int:
         for i, (key, _) in enumerate(self.items_):  # exact spelling first: the common case
@@ -69,16 +114,49 @@ class Params(Mapping[str, "str | None"]):
                 return i
         return -1
 
+    def _lookup(self, text: str, name: str) -> str | _Missing | None:
+        """What ``get(name)`` finds in the text of a lazy Params; _MISSING
+        when absent; _UNSURE when only the split items can tell."""
+        if not name or ";" in name or "=" in name:
+            return _UNSURE
+        found = _find_param(text, name)
+        if found is _MISSING:
+            if not (text.isascii() and name.isascii()):
+                return _UNSURE  # lower() may change lengths
+            found = _find_param(text.lower(), name.lower(), text)
+        return found
+
     def __getitem__(self, name: str) -> str | None:
+        text = self._text
+        if text is not None:
+            found = self._lookup(text, name)
+            if found is _MISSING:
+                raise KeyError(name)
+            if found is not _UNSURE:
+                return found
         i = self._find(name)
         if i < 0:
             raise KeyError(name)
         return self.items_[i][1]
 
     def __contains__(self, name: object) -> bool:
-        return isinstance(name, str) and self._find(name) >= 0
+        if not isinstance(name, str):
+            return False
+        text = self._text
+        if text is not None:
+            found = self._lookup(text, name)
+            if found is not _UNSURE:
+                return found is not _MISSING
+        return self._find(name) >= 0
 
     def get(self, name: str, default: str | None = None) -> str | None:  # type: ignore[override]
+        text = self._text
+        if text is not None:
+            found = self._lookup(text, name)
+            if found is _MISSING:
+                return default
+            if found is not _UNSURE:
+                return found
         for key, value in self.items_:
             if key == name:
                 return value
@@ -89,10 +167,13 @@ class Params(Mapping[str, "str | None"]):
         return (key for key, _ in self.items_)
 
     def __len__(self) -> int:
+        text = self._text
+        if text is not None:
+            return text.count(";") + 1
         return len(self.items_)
 
     def __bool__(self) -> bool:
-        return bool(self.items_)
+        return self._text is not None or bool(self.items_)
 
     def with_param(self, name: str, value: str | None = None) -> Params:
         """A copy with ``name`` set (replaced in place, or appended)."""
@@ -111,6 +192,9 @@ class Params(Mapping[str, "str | None"]):
 
     def render(self, safe: str | None = None) -> str:
         """``;a=b;c`` text; with ``safe``, names and values are %-escaped."""
+        text = self._text
+        if text is not None and safe is None:
+            return ";" + text
         parts = []
         for key, value in self.items_:
             if safe is not None:
@@ -120,11 +204,93 @@ class Params(Mapping[str, "str | None"]):
         return "".join(";" + p for p in parts)
 
 
+_set_params_text, _set_params_items = slot_setters(_ParamsText, "_text") + slot_setters(
+    Params, "items_"
+)
+
+
+class _Missing(enum.Enum):
+    MISSING = "MISSING"
+    UNSURE = "UNSURE"
+
+
+_MISSING: Final = _Missing.MISSING
+_UNSURE: Final = _Missing.UNSURE
+
 EMPTY_PARAMS = Params()
+
+
+def _find_param(
+    text: str, name: str, original: str | None = None
+) -> str | Literal[_Missing.MISSING] | None:
+    """The value of the first ``name`` parameter in plain parameter text
+    (``a=b;c``: see lazy_params), sliced from ``original`` when given."""
+    n = len(name)
+    i = text.find(name)
+    while i >= 0:
+        if i == 0 or text[i - 1] == ";":
+            end = i + n
+            after = text[end : end + 1]
+            if after == "=":
+                out = text if original is None else original
+                stop = text.find(";", end)
+                return out[end + 1 :] if stop < 0 else out[end + 1 : stop]
+            if not after or after == ";":
+                return None
+        i = text.find(name, i + 1)
+    return _MISSING
+
+
+def get_param(params: Params, name: str) -> str | None:
+    """``params.get(name)`` for a lowercase name without ``;`` or ``=``
+    (``"tag"``, ``"branch"``): the accessors' short way to the common case."""
+    text = params._text
+    if text is not None:
+        found = _find_param(text, name)
+        if found is not _MISSING:
+            return found
+    elif params is EMPTY_PARAMS:
+        return None
+    return params.get(name)
+
+
+def _plain_params_pattern(excluded: str) -> str:
+    name = rf'[^;="%\s{excluded}]++'
+    value = rf'(?:=[^;"%\s{excluded}]*+)?'
+    return rf"{name}{value}(?:;{name}{value})*+"
+
+
+# name[=value] pairs separated by ";": names non-empty, no quotes, "%" or
+# whitespace anywhere (\s is what str.strip() removes, Unicode's included).
+# Such text splits on ";" and "=" alone into what parse_params and
+# parse_header_params would make of it. Possessive quantifiers: linear.
+PLAIN_PARAMS: Final = _plain_params_pattern("")
+_PLAIN_PARAMS: Final = re.compile(PLAIN_PARAMS)
+
+
+def plain_params(text: str) -> Params:
+    """A Params for text PLAIN_PARAMS matches, split only when its items
+    are needed (lookups read the text)."""
+    params = object.__new__(Params)
+    _set_params_text(params, text)
+    return params
+
+
+def lazy_params(text: str) -> Params | None:
+    """plain_params(text) when PLAIN_PARAMS matches ``text`` (``a=b;c``, no
+    leading ``;``), else None: the careful parsers get the rest."""
+    if _PLAIN_PARAMS.fullmatch(text) is None:
+        return None
+    return plain_params(text)
 
 
 def parse_params(text: str, *, unescape: bool = False, what: str = "parameter") -> Params:
     """Parse ``a=b;c;d=e`` (no leading ``;``). Empty parameters are an error."""
+    lazy = lazy_params(text)
+    return _parse_params_careful(text, unescape, what) if lazy is None else lazy
+
+
+def _parse_params_careful(text: str, unescape: bool = False, what: str = "parameter") -> Params:
     items = []
     for part in text.split(";"):
         name, eq, value = part.partition("=")
@@ -355,11 +521,53 @@ class AbsoluteURI:
 URI: TypeAlias = SipURI | TelURI | AbsoluteURI
 
 
+# The shape nearly every SIP URI takes (lowercase scheme, a user without
+# password or escapes, a host name or IPv4 address, plain parameters, no
+# headers), matched in one linear pass: what it matches, _parse_sip would
+# read the same way. No character _FORBIDDEN holds, no "@" or "?" outside
+# the user part.
+_URI_PARAMS: Final = _plain_params_pattern(r"@?<>\x00")
+_SIP: Final = re.compile(
+    r'(sips?+):(?:([^:@;?%\s<>"\x00]++)@)?([A-Za-z0-9._-]++)(?::([0-9]{1,5}+))?'
+    rf"(?:;({_URI_PARAMS}))?"
+)
+
+(
+    _sip_host,
+    _sip_user,
+    _sip_password,
+    _sip_port,
+    _sip_params,
+    _sip_headers,
+    _sip_scheme,
+    _sip_text,
+) = slot_setters(SipURI, "host", "user", "password", "port", "params", "headers", "scheme", "_text")
+
+
 def parse_uri(text: str) -> URI:
     """Parse an absolute URI; ``sip:``/``sips:`` and ``tel:`` are structured.
 
     Raises :class:`ParseError` (status hint 400) on malformed input.
     """
+    match = _SIP.fullmatch(text)
+    if match is not None:
+        scheme, user, host, port_text, ptext = match.groups()
+        port = None if port_text is None else int(port_text)
+        if port is None or port <= MAX_PORT:
+            uri = object.__new__(SipURI)
+            _sip_host(uri, host)
+            _sip_user(uri, user)
+            _sip_password(uri, None)
+            _sip_port(uri, port)
+            _sip_params(uri, EMPTY_PARAMS if ptext is None else plain_params(ptext))
+            _sip_headers(uri, ())
+            _sip_scheme(uri, scheme)
+            _sip_text(uri, text)
+            return uri
+    return _parse_uri_careful(text)
+
+
+def _parse_uri_careful(text: str) -> URI:
     scheme, colon, rest = text.partition(":")
     if not colon or not scheme or not _SCHEME_CHARS.issuperset(scheme) or not scheme[0].isalpha():
         raise ParseError(f"not an absolute URI: {text[:80]!r}")
