@@ -415,6 +415,13 @@ class Address:
         return uri
 
     @property
+    def uri_text(self) -> str:
+        """The URI as written, without parsing it (a tracker storing the
+        From URI needs its text, not its parts)."""
+        uri = self._uri
+        return uri if isinstance(uri, str) else str(uri)
+
+    @property
     def tag(self) -> str | None:
         return get_param(self.params, "tag")
 

@@ -1115,8 +1115,7 @@ def _key(h_entry: int, h_id: int) -> int:
 
 def _uri_text(address: Address) -> str:
     """An address's URI as text, without parsing the URI just to print it."""
-    uri = address._uri
-    return uri if isinstance(uri, str) else str(uri)
+    return address.uri_text
 
 
 def _to_tag(request: Request) -> str | None:
