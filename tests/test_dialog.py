@@ -786,3 +786,35 @@ def test_properties_have_kamailios_iflags_bit_values() -> None:
     # dlg_hash.h: DLG_IFLAG_TIMEOUTBYE 1<<0, KA_SRC 1<<1, KA_DST 1<<2, TIMER_NORESET 1<<3;
     # the iflags column holds these bits, so a row Kamailio wrote reads the same here.
     assert (Property.KA_SRC, Property.KA_DST, Property.TIMEOUT_NORESET) == (2, 4, 8)
+
+
+def test_the_dlg_flag_equivalent_tracks_the_invite_when_it_is_relayed() -> None:
+    def script(rig: Rig, ctx: RequestContext) -> None:
+        if ctx.loose_route():
+            ctx.relay()
+            return
+        rig.tracker.mark(ctx)  # setflag(DLG_FLAG)
+        assert len(rig.tracker) == 0  # nothing yet: only when relayed
+        ctx.record_route()
+        ctx.relay(UAS)
+
+    rig = Rig(script=script)
+    call = Call(rig)
+    call.start()
+    d = only_dialog(rig)
+    assert call.forwarded is not None
+    (rr,) = as_request(call.forwarded).record_route
+    assert rr.uri.params.get("did") == d.did  # type: ignore[union-attr]
+    call.reply(200)
+    call.ack()
+    assert d.state is DialogState.CONFIRMED
+
+
+def test_a_marked_request_answered_locally_makes_no_dialog() -> None:
+    def script(rig: Rig, ctx: RequestContext) -> None:
+        rig.tracker.mark(ctx)
+        ctx.reply(486)
+
+    rig = Rig(script=script)
+    Call(rig).start()
+    assert len(rig.tracker) == 0

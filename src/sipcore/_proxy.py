@@ -138,7 +138,9 @@ class ProxyHooks:
     """Callbacks other packages register (dispatcher, dialog, rtpengine).
 
     Each list is called in order. ``request_received`` runs before the
-    script for every request (ACKs included); ``branch_sending`` before each
+    script for every request (ACKs included); ``relaying`` when the script
+    relays or forks, before any branch is built (so it may still add
+    Record-Route parameters); ``branch_sending`` before each
     branch leaves (it may edit ``branch.request``); ``reply_received`` for
     each response to a branch (return ``False`` to drop a provisional);
     ``failure`` when every branch ended without a 2xx or 6xx, before the
@@ -147,6 +149,7 @@ class ProxyHooks:
     """
 
     request_received: list[RouteHook] = attrs.Factory(list)
+    relaying: list[RouteHook] = attrs.Factory(list)
     branch_sending: list[BranchHook] = attrs.Factory(list)
     reply_received: list[ReplyHook] = attrs.Factory(list)
     failure: list[RouteHook] = attrs.Factory(list)
@@ -396,6 +399,8 @@ class RequestContext:
         if len(self.branches) + len(targets) > self._proxy.config.max_branches:
             raise SipError("too many branches", 500)
         self._acted = True
+        for hook in self._proxy.hooks.relaying:
+            hook(self)
         if self.transaction is None:
             for target, uri in targets:
                 self._proxy._forward_stateless(self, target, uri)

@@ -146,6 +146,7 @@ class DialogTracker:
         proxy.hooks.request_received.insert(0, self._on_request)
         proxy.hooks.response_forwarded.append(self._on_response_forwarded)
         proxy.hooks.branch_sending.append(self._on_branch)
+        proxy.hooks.relaying.append(self._on_relaying)
         proxy.services.append(self)
 
     def subscribe(self, event_type: type[_E], callback: Callable[[_E], object]) -> None:
@@ -284,6 +285,16 @@ class DialogTracker:
         if self.config.match_mode is not MatchMode.DID_NONE:
             ctx.add_rr_param(f";{self.config.rr_param}={dialog.did}")
         return dialog
+
+    def mark(self, ctx: RequestContext) -> None:
+        """Kamailio's ``dlg_flag``: track this initial INVITE if and when the
+        script relays it (``setflag(DLG_FLAG); t_relay()``), rather than now
+        as :meth:`manage` does."""
+        ctx.data["dialog_flag"] = True
+
+    def _on_relaying(self, ctx: RequestContext) -> None:
+        if ctx.data.get("dialog_flag") and "dialog" not in ctx.data:
+            self.manage(ctx)
 
     def _initial_ended(self, dialog: Dialog, ctx: RequestContext) -> None:
         if self._initial.get(dialog) is ctx:
