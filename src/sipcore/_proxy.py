@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import enum
 import hashlib
-import ipaddress
 import logging
 import secrets
 from collections.abc import Callable, Iterable, Sequence
@@ -42,6 +41,7 @@ from ._transport import (
     DEFAULT_TLS_PORT,
     Endpoint,
     Send,
+    is_ip_address,
     response_destination,
     stamp_received,
 )
@@ -173,7 +173,7 @@ def uri_destination(uri: URI, resolver: Resolver | None = None) -> Endpoint | No
         transport = "TLS"
     host = _host_key(uri.maddr or uri.host)
     port = uri.port or (DEFAULT_TLS_PORT if transport in ("TLS", "WSS") else DEFAULT_PORT)
-    if not _is_ip(host):
+    if not is_ip_address(host):
         resolved = resolver(host) if resolver is not None else None
         if resolved is None:
             return None
@@ -182,14 +182,6 @@ def uri_destination(uri: URI, resolver: Resolver | None = None) -> Endpoint | No
         return Endpoint(host, port, transport)
     except LocalProtocolError:
         return None
-
-
-def _is_ip(host: str) -> bool:
-    try:
-        ipaddress.ip_address(host)
-    except ValueError:
-        return False
-    return True
 
 
 def _next_max_forwards(received: int | None, default: int) -> int:

@@ -23,6 +23,7 @@ __all__ = [
     "RELIABLE_TRANSPORTS",
     "Endpoint",
     "Send",
+    "is_ip_address",
     "response_destination",
     "stamp_received",
 ]
@@ -119,6 +120,15 @@ class Send:
     @property
     def data(self) -> bytes:
         return bytes(self.message)
+
+
+def is_ip_address(host: str) -> bool:
+    """True for an IPv4 or IPv6 address (without brackets), False for a name."""
+    try:
+        ipaddress.ip_address(host)
+    except ValueError:
+        return False
+    return True
 
 
 def _same_address(host: str, address: str) -> bool:

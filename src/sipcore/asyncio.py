@@ -24,7 +24,6 @@ from __future__ import annotations
 
 import asyncio
 import collections
-import ipaddress
 import logging
 import socket
 from collections.abc import Callable, Iterable
@@ -36,7 +35,7 @@ from ._errors import LocalProtocolError, ParseError
 from ._message import Limits, Request, Response
 from ._proxy import Proxy
 from ._stream import NEED_DATA, KeepAlive, StreamParser
-from ._transport import Endpoint, Send
+from ._transport import Endpoint, Send, is_ip_address
 
 __all__ = ["ConnectionLimits", "Core", "CoreFactory", "Server", "serve"]
 
@@ -352,7 +351,7 @@ class Server:
 
     def _send(self, send: Send) -> None:
         destination = send.destination
-        if not _is_ip(destination.host):
+        if not is_ip_address(destination.host):
             # A name would make the socket resolve it, blocking the loop.
             self._transport_failed(send, "not an IP address (the core resolves names)")
             return
@@ -469,14 +468,6 @@ class Server:
     def _check_closed(self) -> None:
         if self._closing and not self._open and not self._all_closed.done():
             self._all_closed.set_result(None)
-
-
-def _is_ip(host: str) -> bool:
-    try:
-        ipaddress.ip_address(host)
-    except ValueError:
-        return False
-    return True
 
 
 @attrs.define
