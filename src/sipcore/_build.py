@@ -159,6 +159,10 @@ def make_response(
         raise LocalProtocolError("reason phrase with a line break")
     lines: list[tuple[str, str]] = []
     for name, value in request.headers():
+        if "\r" in value or "\n" in value:
+            # Only lenient parsing of odd input lets a line break into a value:
+            # the copy says the same with spaces, so a reply can always be made.
+            value = value.replace("\r", " ").replace("\n", " ")
         key = name.lower()
         if key in ("via", "v", "from", "f", "call-id", "i", "cseq"):
             lines.append((name, value))

@@ -62,6 +62,8 @@ _SINGLE: Final = frozenset(
 # so that a stream of random names cannot grow it without limit.
 _NAME_CACHE: dict[str, str] = {}
 _NAME_CACHE_MAX: Final = 512
+# The key of a line that is no header: no lookup ever matches it.
+_BAD_LINE: Final = ":bad"
 
 
 @attrs.frozen
@@ -225,7 +227,23 @@ class Message:
     def _build_keys(self, limits: Limits = DEFAULT_LIMITS) -> list[str]:
         lines = self._lines
         if len(lines) - 1 > limits.max_headers:
+            # Answerable still (a 400 needs the Via, From, To...): index the
+            # lines the limit allows, and mark the rest unreadable.
+            keys = self._index(lines[: limits.max_headers + 1])
+            keys += [_BAD_LINE] * (len(lines) - len(keys))
+            self._keys = keys
             raise ParseError(f"more than {limits.max_headers} header fields", 400, self)
+        keys = self._index(lines)
+        if _BAD_LINE in keys:
+            self._keys = keys  # the good lines stay readable, to answer 400
+            line = lines[keys.index(_BAD_LINE)]
+            raise ParseError(f"bad header line {line[:60]!r}", 400, self)
+        return keys
+
+    @staticmethod
+    def _index(lines: list[str]) -> list[str]:
+        """Each line's canonical header name; ``_BAD_LINE`` for a line that
+        is no header (no colon, or no token before it)."""
         # C-speed passes over the lines; the per-line Python work happens
         # only for names not seen before.
         keys = list(map(_NAME_CACHE.get, [line[: line.find(":")] for line in lines]))
@@ -236,9 +254,9 @@ class Message:
                     line = lines[i]
                     colon = line.find(":")
                     name = line[:colon]
-                    if colon <= 0 or not is_token(name.strip()):
-                        raise ParseError(f"bad header line {line[:60]!r}", 400, self)
-                    keys[i] = _key_of(name)
+                    keys[i] = (
+                        _BAD_LINE if colon <= 0 or not is_token(name.strip()) else _key_of(name)
+                    )
         return keys  # type: ignore[return-value]
 
     def _positions(self, key: str) -> list[int]:
@@ -316,8 +334,11 @@ class Message:
     def headers(self) -> list[tuple[str, str]]:
         """Every header line as ``(name as written, unfolded value)``, in order."""
         lines = self._lines
+        keys = self._keys
         return [
-            (lines[i][: lines[i].find(":")].strip(), self._value(i)) for i in range(1, len(lines))
+            (lines[i][: lines[i].find(":")].strip(), self._value(i))
+            for i in range(1, len(lines))
+            if keys[i] != _BAD_LINE
         ]
 
     def count(self, name: str) -> int:
@@ -978,6 +999,7 @@ def parse_head(head: bytes, defects: list[Defect] | None, limits: Limits) -> Req
                 raise ParseError(f"header line longer than {limits.max_header_length}", 400)
     msg = _start_line(lines, eols, defects, limits)
     msg._setup(lines, b"", eols=eols, defects=defects, limits=limits)
+    _refuse_bare_cr(text, msg)
     return msg
 
 
@@ -1039,7 +1061,10 @@ def parse_message(
         nlines = len(lines)
         # More lines than the header limit: over it, or (folds) not one
         # header per line; more line feeds than lines: bare LF line ends.
-        if nlines <= limits.max_headers and text.count("\n") == nlines - 1:
+        # Exactly one CR and one LF per line end: no bare LF (lenient, slow
+        # path) and no bare CR (refused there).
+        crlfs = nlines - 1
+        if nlines <= limits.max_headers and text.count("\n") == crlfs == text.count("\r"):
             get = _NAME_CACHE.get
             keys = [get(line.partition(":")[0]) for line in lines]
             keys[0] = ":start"
@@ -1101,7 +1126,15 @@ def _parse_head_slow(
     msg = _start_line(lines, eols, defects, limits)
     msg._setup(lines, b"", eols=eols, sep=sep, defects=defects, limits=limits)
     msg._body_start = body_start
+    _refuse_bare_cr(text, msg)
     return msg
+
+
+def _refuse_bare_cr(text: str, msg: Message) -> None:
+    """A CR not followed by LF inside the header section: no element may pass
+    it on (a receiver could take it for a line end: header injection)."""
+    if text.count("\r") != text.count("\r\n"):
+        raise ParseError("bare CR in the header section", 400, msg)
 
 
 def build_message(

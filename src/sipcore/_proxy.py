@@ -1094,6 +1094,35 @@ class Proxy:
                     self._event(output)
 
     def _event(self, event: events.TransactionEvent) -> None:
+        try:
+            self._dispatch_event(event)
+        except SipError as exc:
+            # A header the handling needed did not parse (the transaction
+            # layer only read what matching needs): answer a request with the
+            # error's status, drop anything else; never raise out of receive().
+            self._event_failed(event, exc)
+
+    def _event_failed(self, event: events.TransactionEvent, exc: SipError) -> None:
+        self.stats["dropped"] += 1
+        log.debug("could not handle %s: %s", type(event).__name__, exc.reason)
+        if not isinstance(event, events.RequestReceived):
+            return
+        txn = event.transaction
+        ctx = txn.user_data
+        if isinstance(ctx, RequestContext) and (ctx.final_sent is not None or ctx.branches):
+            return  # already answered or relayed: its transactions end it
+        code = exc.status_hint if exc.status_hint and 300 <= exc.status_hint <= 699 else 400
+        try:
+            response = make_response(event.request, code)
+        except SipError:
+            self.layer.drop(txn)
+            return
+        if isinstance(ctx, RequestContext):
+            ctx.final_sent = response
+        self.layer.send_response(txn, response, self._now)
+        self.stats["replied_locally"] += 1
+
+    def _dispatch_event(self, event: events.TransactionEvent) -> None:
         if isinstance(event, events.RequestReceived):
             self._on_request(event.transaction, event.request, self._now)
         elif isinstance(event, events.ResponseReceived):
