@@ -18,6 +18,7 @@ from sipcore import (
     Endpoint,
     Proxy,
     ProxyConfig,
+    Request,
     RequestContext,
     Send,
     make_request,
@@ -71,6 +72,7 @@ def a_call() -> list[tuple[bytes, Endpoint]]:
     proxy, _ = stack()
     relayed = next(s for s in proxy.receive(bytes(invite), UAC, 0.0) if s.destination == UAS)
     forwarded = parse_message(relayed.data)
+    assert isinstance(forwarded, Request)
     ok = make_response(
         forwarded, 200, to_tag="b1", headers=[("Contact", "<sip:bob@127.0.0.1:5062>")]
     )
