@@ -215,3 +215,10 @@ def test_add_and_remove_at_run_time_keep_states() -> None:
 def test_public_names_are_exported() -> None:
     for name in sipcore_dispatch.__all__:
         assert hasattr(sipcore_dispatch, name), name
+
+
+def test_attribute_numbers_are_read_like_str2sint() -> None:
+    a = parse_attrs("weight=50x;maxload=-3;rweight=+40;cc=;ocmin=99999999999;latency=-5")
+    assert (a.weight, a.maxload, a.rweight, a.cc, a.ocmin, a.latency) == (0, 0, 40, 0, 0, -5)
+    assert parse_attrs("weight=0").weight == 0 and parse_attrs("weight=100").weight == 100
+    assert parse_attrs("duid=a;duid=b").duid == "a"

@@ -143,17 +143,14 @@ class DestinationAttrs:
 
 
 def _c_int(text: str) -> int:
-    # Kamailio reads these with str2sint: optional sign, then digits; junk
-    # after the digits ends the number, no digits gives 0.
+    # Kamailio reads these with str2sint: an optional sign and digits only;
+    # anything else fails and the attribute stays 0.
     s = text.strip()
-    sign = 1
-    if s[:1] in "+-" and s:
-        sign = -1 if s[0] == "-" else 1
-        s = s[1:]
-    end = 0
-    while end < len(s) and s[end].isascii() and s[end].isdigit():
-        end += 1
-    return sign * int(s[:end]) if end else 0
+    digits = s[1:] if s[:1] in ("+", "-") else s
+    if not digits or not digits.isascii() or not digits.isdigit() or len(digits) > 10:
+        return 0
+    value = int(digits)
+    return -value if s[:1] == "-" else value
 
 
 def parse_attrs(text: str) -> DestinationAttrs:

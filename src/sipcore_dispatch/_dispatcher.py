@@ -10,6 +10,7 @@ sends, resolves or reads a clock: time comes in as ``now``.
 from __future__ import annotations
 
 import hashlib
+import itertools
 import math
 import random
 import sqlite3
@@ -522,12 +523,14 @@ class Dispatcher:
     ) -> Selection:
         order = [chosen]
         status = entry.status
-        for i in (*range(chosen + 1, n), *range(0, min(chosen, n))):
+        cap = len(entry.array) if limit is None else limit
+        # Stop at the limit, so a capped list costs O(limit) on a big set.
+        for i in itertools.chain(range(chosen + 1, n), range(0, min(chosen, n))):
+            if len(order) >= cap:
+                break
             if not status[i].state & _SKIP:
                 order.append(i)
         default = len(entry.array) - 1 if n < len(entry.array) else None
-        if limit is not None and len(order) > limit:
-            order = order[:limit]
         if default is not None and default not in order and not status[default].state & _SKIP:
             if limit is not None and len(order) >= limit:
                 order = order[: limit - 1] if limit > 1 else order
