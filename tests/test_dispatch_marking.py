@@ -103,3 +103,16 @@ def test_queries() -> None:
     assert not d.is_active(1) and d.count(1, "d") == 1 and not d.is_active(9)
     with pytest.raises(LocalProtocolError):
         d.count(1, "z")
+
+
+def test_entries_expose_live_status_for_a_prober() -> None:
+    d = make(probing_threshold=2)
+    assert [(dest.setid, dest.uri) for dest, _ in d.entries()] == [
+        (1, "sip:gw.example.com"),
+        (1, URI),
+        (2, "sip:10.0.0.1:5090"),
+    ]
+    probing = [dest.uri for dest, status in d.entries() if status.state & S.PROBING]
+    assert probing == ["sip:10.0.0.1:5090"]
+    d.mark(1, URI, "tp")
+    assert dict((dest.uri, s.message_count) for dest, s in d.entries())[URI] == 1

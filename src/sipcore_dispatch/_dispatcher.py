@@ -270,6 +270,17 @@ class Dispatcher:
             raise UnknownDestination(f"{uri} is not in set {setid}")
         return entry.status[i]
 
+    def entries(self) -> list[tuple[Destination, DestinationStatus]]:
+        """Every destination with its live status, sets in id order, each in
+        array order: what a prober walks to decide whom to ping. Change
+        states through :meth:`mark` / :meth:`set_state`, so that thresholds,
+        events and the relative-weight tables follow."""
+        return [
+            (dest, status)
+            for setid in sorted(self._sets)
+            for dest, status in zip(self._sets[setid].array, self._sets[setid].status, strict=True)
+        ]
+
     def state(self, setid: int, uri: str) -> DestinationState:
         """Kamailio: ``ds_get_state()``."""
         return self.status(setid, uri).state
