@@ -309,7 +309,14 @@ def test_use_default_reserves_the_last_entry_as_last_resort() -> None:
     for x in d.destinations(1)[:3]:
         d.mark(1, x.uri, "i")
     assert [x.port for x in d.select(1, 0, request())] == [5071]
-    assert [x.port for x in loaded(use_default=True).select(1, 8, limit=2)] == [5074, 5071]
+    # The default is added last only when the limit leaves room for it.
+    assert [x.port for x in loaded(use_default=True).select(1, 8, limit=2)] == [5074, 5073]
+    assert [x.port for x in loaded(use_default=True).select(1, 8, limit=4)] == [
+        5074,
+        5073,
+        5072,
+        5071,
+    ]
     # Hashing runs modulo nr-1.
     d2 = loaded(use_default=True)
     r = request(call_id="abc")
@@ -426,20 +433,47 @@ def test_call_load_expires_unconfirmed_and_confirmed_calls() -> None:
     assert d.status(2, "sip:10.0.0.1").load == 0 and d.status(2, "sip:10.0.0.2").load == 0
 
 
-def test_call_load_needs_a_duid() -> None:
+def test_call_load_without_duid_dispatches_without_counting() -> None:
     d = loaded("2 sip:10.0.0.1\n")
-    assert not d.select(2, 10, request(), now=0.0)
+    assert d.select(2, 10, request(), now=0.0).uris == ("sip:10.0.0.1",)
+    assert d.status(2, "sip:10.0.0.1").load == 0 and d.next_deadline() is None
+
+
+def test_call_load_counts_only_invites_and_skips_full_ones_in_failover() -> None:
+    d = loaded(LOADS + "2 sip:10.0.0.3 0 0 duid=c\n")
+    bye = make_request(
+        "BYE", "sip:x@y", from_="sip:a@b", to="sip:c@d", via="SIP/2.0/UDP h;branch=z9hG4bK2"
+    )
+    assert d.select(2, 10, bye, now=0.0).current == d.destinations(2)[0]  # first entry
+    assert all(d.status(2, x.uri).load == 0 for x in d.destinations(2))
+    d.select(2, 10, request(call_id="one"), now=0.0)  # 10.0.0.3 (index 0)
+    d.select(2, 10, request(call_id="two"), now=0.0)  # 10.0.0.2, now at its maxload
+    sel = d.select(2, 10, request(call_id="three"), now=0.0)
+    assert sel.uris == ("sip:10.0.0.1", "sip:10.0.0.3")  # 10.0.0.2 is full
 
 
 # --- latency (13) -------------------------------------------------------------
-def test_latency_prefers_priority_then_lowest_latency() -> None:
-    d = loaded(
-        "8 sip:a 0 0 latency=40\n8 sip:b 0 0 latency=10\n8 sip:c 0 5 latency=90\n8 sip:d 1 0\n"
-    )
+def test_latency_round_robins_the_fast_and_keeps_the_slow_for_failover() -> None:
+    # Kamailio's alg 13: priority 30 lowered by latency // 30; c's 90 ms
+    # makes it 27, so a and b take turns and c is only the failover.
+    d = loaded("8 sip:a 0 30\n8 sip:b 0 30\n8 sip:c 0 30 latency=90\n8 sip:d 1 30\n")
+    assert [x.uri for x in d.destinations(8)] == ["sip:d", "sip:c", "sip:b", "sip:a"]
+    assert d.select(8, 13).uris == ("sip:b", "sip:a", "sip:c")
+    assert d.select(8, 13).uris == ("sip:a", "sip:b", "sip:c")
+    assert d.select(8, 13).uris == ("sip:b", "sip:a", "sip:c")
+    assert d.select(8, 13, limit=1).uris == ("sip:a",)
+    # Once probing measures c at 10 ms it joins the rotation.
+    d.status(8, "sip:c").latency_estimate = 10.0
+    d.status(8, "sip:c").latency_count = 20
     assert d.select(8, 13).uris == ("sip:c", "sip:b", "sip:a")
-    d.status(8, "sip:a").latency_estimate = 5.0
-    d.status(8, "sip:a").latency_count = 3
-    assert d.select(8, 13).uris == ("sip:c", "sip:a", "sip:b")
+    for x in d.destinations(8):
+        d.mark(8, x.uri, "i")
+    assert not d.select(8, 13)
+
+
+def test_latency_without_priorities_is_round_robin() -> None:
+    d = loaded()
+    assert [chosen_port(d.select(1, 13)) for _ in range(5)] == [5074, 5073, 5072, 5071, 5074]
 
 
 def test_unknown_algorithm_is_a_local_error() -> None:

@@ -473,9 +473,9 @@ class Dispatcher:
         empty = Selection(setid, alg)
         if nr == 0:
             return empty
-        if alg == 13:
-            return self._by_latency(entry, alg, limit)
         n = nr - 1 if self.config.use_default and nr > 1 else nr
+        if alg == 13:
+            return self._by_latency(entry, n, limit)
         user_only = bool(self.config.flags & DsFlags.HASH_USER_ONLY)
         round_robin = alg == 4
         if alg in (0, 1, 2, 3, 5):
@@ -506,7 +506,14 @@ class Dispatcher:
             h = entry.rwlist[entry.rwlast]
             entry.rwlast = (entry.rwlast + 1) % 100
         elif alg == 10:
-            return self._by_load(entry, request, limit, now)
+            if request is None or now is None:
+                raise LocalProtocolError("algorithm 10 needs the request and now")
+            if request.method != "INVITE":
+                h, alg = 0, 0  # only an INVITE starts a call: first entry
+            else:
+                h = self._least_loaded(entry, request, now)
+                if h < 0:
+                    return empty
         else:
             raise LocalProtocolError(f"dispatcher algorithm {alg} is not implemented")
         chosen = self._probe(entry, h % n, n)
@@ -532,44 +539,72 @@ class Dispatcher:
     def _selection(
         self, entry: _Set, alg: int, chosen: int, n: int, limit: int | None
     ) -> Selection:
+        # ds_manage_routes_fill_xavp: the chosen one, those after it, those
+        # before it (skipping unusable ones and the reserved default), then
+        # the default if the limit leaves room for it.
         order = [chosen]
         status = entry.status
-        cap = len(entry.array) if limit is None else limit
-        # Stop at the limit, so a capped list costs O(limit) on a big set.
+        array = entry.array
+        cap = len(array) if limit is None else limit
         for i in itertools.chain(range(chosen + 1, n), range(0, min(chosen, n))):
             if len(order) >= cap:
                 break
-            if not status[i].state & _SKIP:
-                order.append(i)
-        default = len(entry.array) - 1 if n < len(entry.array) else None
-        if default is not None and default not in order and not status[default].state & _SKIP:
-            if limit is not None and len(order) >= limit:
-                order = order[: limit - 1] if limit > 1 else order
-                if limit > 1:
-                    order.append(default)
+            if status[i].state & _SKIP:
+                continue
+            if alg == 10 and array[i].attrs.maxload and status[i].load >= array[i].attrs.maxload:
+                continue
+            order.append(i)
+        default = len(array) - 1
+        if n < len(array) and chosen != default and len(order) < cap:
+            order.append(default)
+        return Selection(entry.setid, alg, tuple(array[i] for i in order))
+
+    def _by_latency(self, entry: _Set, n: int, limit: int | None) -> Selection:
+        # ds_manage_route_algo13: walk nr entries from the round-robin
+        # counter (modulo n), give each usable one a priority lowered by
+        # latency / priority (congestion ms with cc=1), sort by that priority
+        # (a stable sort, as Kamailio's bubble sort), the first is the choice.
+        nr = len(entry.array)
+        ranked: list[tuple[int, int]] = []  # (rpriority, index); -1 = unusable
+        z = entry.last
+        for _ in range(nr):
+            dest, status = entry.array[z], entry.status[z]
+            if status.state & _SKIP:
+                ranked.append((-1, -1))
             else:
-                order.append(default)
-        return Selection(entry.setid, alg, tuple(entry.array[i] for i in order))
-
-    def _by_latency(self, entry: _Set, alg: int, limit: int | None) -> Selection:
-        # Priority first (the array order), then the lowest latency estimate
-        # measured by probing, else the ``latency`` attribute.
-        def estimate(i: int) -> float:
-            s = entry.status[i]
-            return s.latency_estimate if s.latency_count else float(entry.array[i].attrs.latency)
-
-        usable = [i for i, s in enumerate(entry.status) if not s.state & _SKIP]
-        usable.sort(key=lambda i: (-entry.array[i].priority, estimate(i)))
-        if limit is not None:
-            usable = usable[:limit]
-        return Selection(entry.setid, alg, tuple(entry.array[i] for i in usable))
+                estimate = status.latency_estimate if status.latency_count else dest.attrs.latency
+                latency = int(estimate - status.latency_average if dest.attrs.cc else estimate)
+                priority = dest.priority
+                handicap = latency // priority if latency > priority > 0 else 0
+                rpriority = priority - handicap
+                if rpriority < 1 and priority > 0:
+                    rpriority = 1
+                ranked.append((rpriority, z))
+            z = (z + 1) % n
+        ranked.sort(key=lambda item: -item[0])
+        chosen = ranked[0][1]
+        if chosen < 0:
+            return Selection(entry.setid, 13)
+        entry.last = (chosen + 1) % nr
+        cap = nr if limit is None else limit
+        order: list[int] = []
+        default = nr - 1 if n < nr else -1
+        for _, i in ranked:
+            if len(order) >= cap:
+                break
+            if i >= 0 and i != default:
+                order.append(i)
+        if not order:
+            order = [chosen]
+        elif default >= 0 and len(order) < cap and not entry.status[default].state & _SKIP:
+            order.append(default)
+        return Selection(entry.setid, 13, tuple(entry.array[i] for i in order))
 
     # --------------------------------------------------------- call load
-    def _by_load(
-        self, entry: _Set, request: Request | None, limit: int | None, now: float | None
-    ) -> Selection:
-        if request is None or now is None:
-            raise LocalProtocolError("algorithm 10 needs the request and now")
+    def _least_loaded(self, entry: _Set, request: Request, now: float) -> int:
+        # ds_get_leastloaded + ds_load_add: without a duid (or with the load
+        # table full) the destination is still used, its load not counted
+        # ("classic dispatching").
         call_id = request.call_id.strip()
         self.load_unset(call_id)  # a re-selected call is counted once
         best, least = -1, 2**31 - 1
@@ -580,23 +615,14 @@ class Dispatcher:
                 continue
             if s.load < least:
                 best, least = j, s.load
-        nr = len(entry.array)
         if best < 0:
-            if self.config.use_default and nr > 1 and not entry.status[nr - 1].state & _SKIP:
-                best = nr - 1
-            else:
-                return Selection(entry.setid, 10)
-        dest = entry.array[best]
-        if not dest.attrs.duid:
-            return Selection(entry.setid, 10)  # Kamailio: "dst unique id not set"
-        if len(self._load) >= self.config.max_load_entries:
-            return Selection(entry.setid, 10)
-        self._load[call_id] = _Load(
-            entry.setid, dest.attrs.duid, now + self.config.ds_hash_initexpire
-        )
-        entry.status[best].load += 1
-        n = nr - 1 if self.config.use_default and nr > 1 else nr
-        return self._selection(entry, 10, best, n, limit)
+            return -1
+        duid = entry.array[best].attrs.duid
+        if duid and len(self._load) < self.config.max_load_entries:
+            expires = now + self.config.ds_hash_initexpire
+            self._load[call_id] = _Load(entry.setid, duid, expires)
+            entry.status[best].load += 1
+        return best
 
     def load_update(self, call_id: str, now: float) -> bool:
         """Kamailio: ``ds_load_update()`` (on the 2xx to the INVITE): the call
