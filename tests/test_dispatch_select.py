@@ -234,6 +234,16 @@ def test_auth_username_hash_and_round_robin_without_credentials() -> None:
     expected = notes_pick(notes_hash(b"alice"), [False] * 4)
     assert expected is not None
     assert d.select(1, 5, r).current == d.destinations(1)[expected]
+    # Only the user part of the username; Proxy-Authorization comes first.
+    both = (
+        'Authorization: Digest username="bob", realm="b", nonce="n"\r\n'
+        'Proxy-Authorization: Digest username=" alice@atlanta.com", realm="a", nonce="n"\r\n'
+    )
+    assert d.select(1, 5, request(extra=both)).current == d.destinations(1)[expected]
+    www = 'Authorization: Digest username="bob", realm="b", nonce="n"\r\n'
+    expected_bob = notes_pick(notes_hash(b"bob"), [False] * 4)
+    assert expected_bob is not None
+    assert d.select(1, 5, request(extra=www)).current == d.destinations(1)[expected_bob]
     # No credentials: the set's round-robin counter, shared with alg 4.
     assert chosen_port(d.select(1, 5, request())) == 5074
     assert chosen_port(d.select(1, 4)) == 5073
@@ -283,10 +293,15 @@ def test_serial_picks_highest_priority_then_walks_in_order() -> None:
     assert walked == [5072, 5073, 5071]
 
 
-def test_parallel_returns_every_usable_destination() -> None:
+def test_parallel_forks_to_the_chosen_and_every_later_entry() -> None:
     d = loaded()
+    assert [x.port for x in d.select(1, 12)] == [5074, 5073, 5072, 5071]
+    # The first usable entry is the choice; Kamailio's ds_add_branches then
+    # adds every later entry without looking at its state.
+    d.mark(1, "sip:127.0.0.1:5074", "i")
     d.mark(1, "sip:127.0.0.1:5072", "d")
-    assert [x.port for x in d.select(1, 12)] == [5074, 5073, 5071]
+    assert [x.port for x in d.select(1, 12)] == [5073, 5072, 5071]
+    assert [x.port for x in d.select(1, 12, limit=2)] == [5073, 5072]
 
 
 def test_failover_list_is_chosen_then_following_then_wrapped() -> None:

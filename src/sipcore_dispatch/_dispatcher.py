@@ -521,6 +521,11 @@ class Dispatcher:
             return empty
         if round_robin:
             entry.last = (chosen + 1) % nr
+        if alg == 12:
+            # ds_add_branches: a branch for every entry after the chosen one,
+            # in array order, whatever its state (Kamailio does not check).
+            end = nr if limit is None else min(nr, chosen + limit)
+            return Selection(entry.setid, 12, tuple(entry.array[chosen:end]))
         return self._selection(entry, alg, chosen, n, limit)
 
     def _probe(self, entry: _Set, start: int, n: int) -> int:
@@ -596,8 +601,8 @@ class Dispatcher:
                 order.append(i)
         if not order:
             order = [chosen]
-        elif default >= 0 and len(order) < cap and not entry.status[default].state & _SKIP:
-            order.append(default)
+        elif default >= 0 and chosen != default and len(order) < cap:
+            order.append(default)  # Kamailio adds it without looking at its state
         return Selection(entry.setid, 13, tuple(entry.array[i] for i in order))
 
     # --------------------------------------------------------- call load

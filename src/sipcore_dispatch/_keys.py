@@ -109,9 +109,21 @@ def request_keys(
     if alg == 3:
         return uri_hash_keys(str(request.uri), user_only=user_only)
     if alg == 5:
-        for creds in (request.proxy_authorization, request.authorization):
-            for cred in creds:
-                if cred.username is not None:
-                    return cred.username.encode(), None
-        return None
+        return _auth_user(request)
     raise ParseError(f"algorithm {alg} does not hash the request")
+
+
+def _auth_user(request: Request) -> tuple[bytes | None, bytes | None] | None:
+    # ds_hash_authusername: the first Proxy-Authorization that parses, else
+    # the first Authorization; the user part of its username (before '@',
+    # as Kamailio's digest parser splits it), trimmed. None: round-robin.
+    for name in ("proxy_authorization", "authorization"):
+        try:
+            creds = getattr(request, name)
+        except ParseError:
+            continue
+        if not creds:
+            continue
+        user = (creds[0].username or "").split("@", 1)[0].strip()
+        return (user.encode(), None) if user else None
+    return None
