@@ -8,7 +8,7 @@ import random
 
 import pytest
 
-from sipcore import LocalProtocolError, Request, make_request, parse_message
+from sipcore import LocalProtocolError, ParseError, Request, make_request, parse_message
 from sipcore_dispatch import (
     DestinationState,
     Dispatcher,
@@ -124,10 +124,18 @@ def chosen_port(sel: Selection) -> int | None:
         ("sip:u@[2001:db8::10]:5070?subject=x", (b"u", b"[2001:db8::10]:5070")),
         ("sip:h;lr", (None, b"h")),
         ("sip:%61lice@h", (b"%61lice", b"h")),
+        (" \tsip:a@h\r\n", (b"a", b"h")),
     ],
 )
 def test_uri_hash_keys_follow_parse_uri(uri: str, keys: tuple[bytes | None, bytes]) -> None:
     assert uri_hash_keys(uri) == keys
+
+
+def test_a_uri_without_host_cannot_be_hashed() -> None:
+    with pytest.raises(ParseError):
+        uri_hash_keys("tel:+4930123")
+    with pytest.raises(ParseError):
+        loaded().select(1, 1, request(from_="<tel:+4930123>;tag=1"))
 
 
 def test_user_only_flag_drops_the_host() -> None:
@@ -269,10 +277,11 @@ def test_random_is_uniform_over_100000_selections() -> None:
 
 def test_custom_key_hash() -> None:
     d = loaded()
-    for key in ["tenant-42", "ü", "", "x" * 33]:
-        expected = notes_pick(notes_hash(key.encode()), [False] * 4)
+    for key in ["tenant-42", "ü", " \ttrimmed\r\n", "x" * 33]:
+        expected = notes_pick(notes_hash(key.strip().encode()), [False] * 4)
         assert expected is not None
         assert d.select(1, 7, key=key).current == d.destinations(1)[expected]
+    assert not d.select(1, 7, key=" \t")  # an empty key fails, as in Kamailio
     with pytest.raises(LocalProtocolError):
         d.select(1, 7)
 

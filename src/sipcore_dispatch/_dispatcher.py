@@ -496,7 +496,11 @@ class Dispatcher:
         elif alg == 7:
             if key is None:
                 raise LocalProtocolError("algorithm 7 needs key=")
-            h = ds_get_hash(key.encode() if isinstance(key, str) else key)
+            # ds_hash_pvar: the key trimmed; an empty one fails the selection.
+            data = (key.encode() if isinstance(key, str) else key).strip(b" \t\r\n")
+            if not data:
+                return empty
+            h = ds_get_hash(data)
         elif alg in (8, 12):
             h = 0
         elif alg == 9:

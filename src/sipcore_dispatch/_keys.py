@@ -12,6 +12,9 @@ from sipcore import ParseError, Request, core_hash
 
 __all__ = ["ds_get_hash", "uri_hash_keys"]
 
+# Kamailio's trim(): space, tab, CR and LF only.
+_TRIM = " \t\r\n"
+
 
 def ds_get_hash(key1: bytes | None, key2: bytes | None = None) -> int:
     """Kamailio: ``ds_get_hash()``; an absent key contributes nothing.
@@ -43,14 +46,14 @@ def uri_hash_keys(text: str, *, user_only: bool = False) -> tuple[bytes | None, 
     >>> uri_hash_keys("sips:a@h:5061;user=phone")
     (b'a', b'h:5061')
     """
-    uri = text.strip()
+    uri = text.strip(_TRIM)
     scheme, colon, rest = uri.partition(":")
     if not colon or not scheme:
         raise ParseError(f"not a URI: {text!r}")
     scheme = scheme.lower()
     if scheme == "tel":
-        number = rest.split(";", 1)[0]
-        return number.encode(), None if user_only else b""
+        # Kamailio's get_uri_hash_keys wants a host; a tel: URI has none.
+        raise ParseError(f"no host to hash in {text!r}")
     if scheme not in ("sip", "sips"):
         raise ParseError(f"cannot hash a {scheme}: URI")
     # The last "@" separates the user: one in URI headers must be escaped.
@@ -101,7 +104,7 @@ def request_keys(
 ) -> tuple[bytes | None, bytes | None] | None:
     """The keys alg 0-3 and 5 hash, or None for alg 5 without credentials."""
     if alg == 0:
-        return request.call_id.strip().encode(), None
+        return request.call_id.strip(_TRIM).encode(), None
     if alg == 1:
         return uri_hash_keys(request.from_.uri_text, user_only=user_only)
     if alg == 2:
@@ -124,6 +127,6 @@ def _auth_user(request: Request) -> tuple[bytes | None, bytes | None] | None:
             continue
         if not creds:
             continue
-        user = (creds[0].username or "").split("@", 1)[0].strip()
+        user = (creds[0].username or "").split("@", 1)[0].strip(_TRIM)
         return (user.encode(), None) if user else None
     return None
