@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import doctest
 import sqlite3
+from pathlib import Path
 
 import pytest
 
@@ -222,3 +223,21 @@ def test_attribute_numbers_are_read_like_str2sint() -> None:
     assert (a.weight, a.maxload, a.rweight, a.cc, a.ocmin, a.latency) == (0, 0, 40, 0, 0, -5)
     assert parse_attrs("weight=0").weight == 0 and parse_attrs("weight=100").weight == 100
     assert parse_attrs("duid=a;duid=b").duid == "a"
+
+
+def test_load_file_reads_a_list_and_names_the_file(tmp_path: Path) -> None:
+    good = tmp_path / "dispatcher.list"
+    good.write_text(NOTES_LIST, encoding="utf-8")
+    d = Dispatcher()
+    assert d.load_file(good) == []
+    assert ports(d, 5) == [5074, 5072, 5073, 5071]
+    bad = tmp_path / "bad.list"
+    bad.write_bytes(b"1 sip:a\n1 sip:\xff\n")
+    with pytest.raises(ListError, match=r"bad.list:2: not UTF-8"):
+        d.load_file(bad)
+    with pytest.raises(ListError, match="cannot read"):
+        d.load_file(tmp_path / "missing.list")
+    small = Dispatcher(DispatcherConfig(max_list_bytes=10))
+    with pytest.raises(ListError, match="larger than 10 bytes"):
+        small.load_file(good)
+    assert ports(d, 5) == [5074, 5072, 5073, 5071]

@@ -12,6 +12,7 @@ from __future__ import annotations
 import hashlib
 import itertools
 import math
+import os
 import random
 import sqlite3
 from collections.abc import Iterable, Sequence
@@ -26,6 +27,7 @@ from ._destination import (
     Destination,
     DestinationState,
     DestinationStatus,
+    ListError,
     UnknownDestination,
     parse_state,
 )
@@ -216,6 +218,24 @@ class Dispatcher:
         destinations, skipped = parse_list(text, source, self.config)
         self.load(destinations)
         return skipped
+
+    def load_file(self, path: str | os.PathLike[str]) -> list[str]:
+        """Kamailio: ``list_file``: read and load a ``dispatcher.list``
+        (at most ``max_list_bytes``, UTF-8); errors name the file."""
+        name = os.fspath(path)
+        try:
+            with open(name, "rb") as handle:
+                data = handle.read(self.config.max_list_bytes + 1)
+        except OSError as exc:
+            raise ListError(name, 0, f"cannot read the list: {exc.strerror}") from None
+        if len(data) > self.config.max_list_bytes:
+            raise ListError(name, 0, f"list larger than {self.config.max_list_bytes} bytes")
+        try:
+            text = data.decode("utf-8")
+        except UnicodeDecodeError as exc:
+            line = data[: exc.start].count(b"\n") + 1
+            raise ListError(name, line, "not UTF-8") from None
+        return self.load_list(text, name)
 
     def load_sqlite(self, connection: sqlite3.Connection, table: str = "dispatcher") -> list[str]:
         """Load Kamailio's ``dispatcher`` table from an SQLite connection."""
