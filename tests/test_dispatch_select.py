@@ -444,6 +444,21 @@ def test_call_load_picks_least_loaded_and_respects_maxload() -> None:
         d.select(2, 10, request())
 
 
+def test_next_destination_moves_the_call_load() -> None:
+    # Array order: 10.0.0.2 (duid b), 10.0.0.3 (no duid), 10.0.0.1 (duid a).
+    d = loaded("2 sip:10.0.0.1 0 0 duid=a\n2 sip:10.0.0.3\n2 sip:10.0.0.2 0 0 duid=b\n")
+    sel = d.select(2, 10, request(call_id="m"), now=0.0)
+    assert sel.uris == ("sip:10.0.0.2", "sip:10.0.0.3", "sip:10.0.0.1")
+    assert d.status(2, "sip:10.0.0.2").load == 1
+    step = d.next(sel, "m")  # 10.0.0.3 has no duid: passed over
+    assert step is not None and step.current is not None
+    assert step.current.uri == "sip:10.0.0.1"
+    assert d.status(2, "sip:10.0.0.2").load == 0 and d.status(2, "sip:10.0.0.1").load == 1
+    assert d.next(step, "m") is None
+    # Without the Call-ID, next() is the plain walk.
+    assert d.next(sel) == sel.next()
+
+
 def test_call_load_expires_unconfirmed_and_confirmed_calls() -> None:
     d = loaded(LOADS, ds_hash_initexpire=10, ds_hash_expire=100)
     d.select(2, 10, request(call_id="x"), now=0.0)

@@ -653,6 +653,35 @@ class Dispatcher:
             entry.status[best].load += 1
         return best
 
+    def next(self, selection: Selection, call_id: str | None = None) -> Selection | None:
+        """Kamailio: ``ds_next_dst()``: the selection moved on. For alg 10,
+        with the call's ``call_id``, the call's load moves to the new
+        destination (``ds_load_replace``); a destination without a duid is
+        passed over, as Kamailio does."""
+        step = selection.next()
+        if selection.alg != 10 or call_id is None:
+            return step
+        item = self._load.get(call_id.strip())
+        while step is not None and item is not None:
+            dest = step.current
+            assert dest is not None
+            if dest.attrs.duid:
+                self._release(item)
+                item.duid = dest.attrs.duid
+                self._acquire(item)
+                return step
+            step = step.next()
+        return step
+
+    def _acquire(self, item: _Load) -> None:
+        entry = self._sets.get(item.setid)
+        if entry is None:
+            return
+        for dest, s in zip(entry.array, entry.status, strict=True):
+            if dest.attrs.duid == item.duid:
+                s.load += 1
+                return
+
     def load_update(self, call_id: str, now: float) -> bool:
         """Kamailio: ``ds_load_update()`` (on the 2xx to the INVITE): the call
         confirmed, kept until ``now + ds_hash_expire``."""
@@ -709,7 +738,8 @@ class Dispatcher:
         for i, (dest, s) in enumerate(zip(entry.array, entry.status, strict=True)):
             if s.state & _SKIP:
                 continue
-            digest = hashlib.blake2b(data, digest_size=8, key=dest.uri.encode()[:64]).digest()
+            salt = hashlib.blake2b(dest.uri.encode(), digest_size=32).digest()
+            digest = hashlib.blake2b(data, digest_size=8, key=salt).digest()
             u = (int.from_bytes(digest, "big") + 0.5) / 2.0**64
             scored.append((-(dest.attrs.weight or 1) / math.log(u), i))
         scored.sort(key=lambda item: (-item[0], item[1]))
