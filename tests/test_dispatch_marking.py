@@ -38,7 +38,7 @@ def test_state_letters() -> None:
 
 
 def test_trying_counts_failures_up_to_probing_threshold() -> None:
-    d = make(probing_threshold=3)
+    d = make(ds_probing_threshold=3)
     assert d.mark(1, URI, "tp") is None
     assert d.state(1, URI) == S.TRYING | S.PROBING and d.status(1, URI).message_count == 1
     assert d.mark(1, URI, "tp") is None
@@ -51,7 +51,7 @@ def test_trying_counts_failures_up_to_probing_threshold() -> None:
 
 
 def test_inactive_needs_inactive_threshold_successes_to_come_back() -> None:
-    d = make(inactive_threshold=3)
+    d = make(ds_inactive_threshold=3)
     assert d.mark(1, URI, "i") == DestinationDown(1, URI, S.INACTIVE)
     d.set_state(1, URI, "ip")
     assert d.mark(1, URI, "a") is None
@@ -106,7 +106,7 @@ def test_queries() -> None:
 
 
 def test_entries_expose_live_status_for_a_prober() -> None:
-    d = make(probing_threshold=2)
+    d = make(ds_probing_threshold=2)
     assert [(dest.setid, dest.uri) for dest, _ in d.entries()] == [
         (1, "sip:gw.example.com"),
         (1, URI),

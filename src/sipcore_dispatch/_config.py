@@ -60,12 +60,14 @@ class DispatcherConfig:
     """Kamailio's dispatcher module parameters, with Kamailio 5.6's defaults.
 
     Used by selection and marking: ``flags``, ``use_default``, ``force_dst``
-    (see :meth:`Dispatcher.select`), ``probing_threshold``,
-    ``inactive_threshold``, ``ds_load_mode``, ``ds_hash_expire``,
-    ``ds_hash_initexpire``. Kept for the prober (later work):
-    ``ds_ping_method``, ``ds_ping_from``, ``ds_ping_interval``,
+    (see :meth:`Dispatcher.select`), ``ds_probing_threshold``,
+    ``ds_inactive_threshold``, ``ds_load_mode``, ``ds_hash_expire``,
+    ``ds_hash_initexpire``. Kept for the prober and the proxy glue (later
+    work): ``ds_ping_method``, ``ds_ping_from``, ``ds_ping_interval``,
     ``ds_probing_mode``, ``ds_ping_reply_codes``, ``ds_ping_latency_stats``,
-    ``ds_latency_estimator_alpha``, ``event_callback_mode``.
+    ``ds_latency_estimator_alpha``, ``event_callback_mode``,
+    ``outbound_proxy``, ``ds_default_socket``, ``ds_default_sockname``,
+    ``ds_attrs_none``, ``reload_delta``.
 
     Only meaningful inside Kamailio, so absent here: ``list_file`` /
     ``db_url`` / ``table_name`` and the column names (you pass the text or
@@ -84,8 +86,8 @@ class DispatcherConfig:
     use_default: bool = False
     force_dst: bool = True
     ds_load_mode: LoadMode = LoadMode.FATAL
-    probing_threshold: int = attrs.field(default=1, validator=_positive)
-    inactive_threshold: int = attrs.field(default=1, validator=_positive)
+    ds_probing_threshold: int = attrs.field(default=1, validator=_positive)
+    ds_inactive_threshold: int = attrs.field(default=1, validator=_positive)
     ds_ping_method: str = "OPTIONS"
     ds_ping_from: str = "sip:dispatcher@localhost"
     ds_ping_interval: int = attrs.field(default=0, validator=_non_negative)
@@ -98,6 +100,11 @@ class DispatcherConfig:
     ds_hash_initexpire: int = attrs.field(default=7200, validator=_non_negative)
     ds_hash_check_interval: int = attrs.field(default=30, validator=_non_negative)
     event_callback_mode: int = 0
+    outbound_proxy: str = ""
+    ds_default_socket: str = ""
+    ds_default_sockname: str = ""
+    ds_attrs_none: bool = False
+    reload_delta: int = attrs.field(default=5, validator=_non_negative)
     # Bounds of this library (no Kamailio counterpart).
     max_destinations: int = attrs.field(default=100_000, validator=_positive)
     max_line_length: int = attrs.field(default=65_536, validator=_positive)

@@ -213,8 +213,8 @@ class DestinationStatus:
     """The run-time state of a destination, what probing and marking move.
 
     ``message_count`` is Kamailio's counter: failures while trying (against
-    ``probing_threshold``) or successes while inactive (against
-    ``inactive_threshold``). ``load`` is the number of calls counted for
+    ``ds_probing_threshold``) or successes while inactive (against
+    ``ds_inactive_threshold``). ``load`` is the number of calls counted for
     alg 10. The latency fields are filled by the prober (later work).
     """
 

@@ -382,9 +382,9 @@ class Dispatcher:
         """Kamailio: ``ds_mark_dst()`` / ``ds_update_state()``.
 
         Marking a destination *trying* counts a failure; at
-        ``probing_threshold`` failures it becomes inactive. Marking an
+        ``ds_probing_threshold`` failures it becomes inactive. Marking an
         inactive destination active counts a success; it becomes active at
-        ``inactive_threshold`` successes. Disabled wins over the rest.
+        ``ds_inactive_threshold`` successes. Disabled wins over the rest.
         Returns :class:`DestinationDown` / :class:`DestinationUp` when the
         destination left or rejoined the rotation.
         """
@@ -404,12 +404,12 @@ class Dispatcher:
         cfg = self.config
         if new & DestinationState.TRYING:
             status.message_count += 1
-            if status.message_count >= cfg.probing_threshold:
+            if status.message_count >= cfg.ds_probing_threshold:
                 flags = (flags & ~DestinationState.TRYING) | DestinationState.INACTIVE
                 status.message_count = 0
         elif not init & DestinationState.TRYING and old & DestinationState.INACTIVE:
             status.message_count += 1
-            if status.message_count < cfg.inactive_threshold:
+            if status.message_count < cfg.ds_inactive_threshold:
                 flags |= DestinationState.INACTIVE
                 if old & DestinationState.PROBING:
                     flags |= DestinationState.PROBING
