@@ -241,3 +241,17 @@ def test_load_file_reads_a_list_and_names_the_file(tmp_path: Path) -> None:
     with pytest.raises(ListError, match="larger than 10 bytes"):
         small.load_file(good)
     assert ports(d, 5) == [5074, 5072, 5073, 5071]
+
+
+def test_config_defaults_are_kamailios() -> None:
+    c = DispatcherConfig()
+    assert (c.flags, c.use_default, c.force_dst, c.ds_load_mode) == (0, False, True, LoadMode.FATAL)
+    assert (c.ds_probing_threshold, c.ds_inactive_threshold, c.ds_ping_interval) == (1, 1, 0)
+    assert (c.ds_ping_method, c.ds_ping_from) == ("OPTIONS", "sip:dispatcher@localhost")
+    assert int(c.ds_probing_mode) == 0 and c.ds_latency_estimator_alpha == 0.9
+    assert (c.ds_hash_size, c.ds_hash_expire, c.ds_hash_initexpire) == (0, 7200, 7200)
+    assert c.ds_hash_check_interval == 30
+    with pytest.raises(SipError):
+        DispatcherConfig(ds_probing_threshold=0)
+    with pytest.raises(SipError):
+        DispatcherConfig(ds_latency_estimator_alpha=1.5)

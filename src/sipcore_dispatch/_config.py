@@ -32,12 +32,16 @@ class LoadMode(enum.IntEnum):
 
 
 class ProbingMode(enum.IntEnum):
-    """Kamailio: ``ds_probing_mode`` (used by the prober, not by selection)."""
+    """Kamailio: ``ds_probing_mode`` (used by the prober, not by selection).
 
-    ONLY_FLAGGED = 0  # DS_PROBE_ONLYFLAGGED
+    0 pings only destinations in the probing state, 1 all of them, 2 the
+    inactive ones, 3 those with the probing flag (dispatch.h's
+    ``DS_PROBE_*``)."""
+
+    NONE = 0  # DS_PROBE_NONE
     ALL = 1  # DS_PROBE_ALL
-    NONE = 2  # DS_PROBE_NONE
-    INACTIVE = 3  # DS_PROBE_INACTIVE
+    INACTIVE = 2  # DS_PROBE_INACTIVE
+    ONLY_FLAGGED = 3  # DS_PROBE_ONLYFLAGGED
 
 
 def _positive(instance: object, attribute: attrs.Attribute[int], value: int) -> None:
@@ -91,7 +95,7 @@ class DispatcherConfig:
     ds_ping_method: str = "OPTIONS"
     ds_ping_from: str = "sip:dispatcher@localhost"
     ds_ping_interval: int = attrs.field(default=0, validator=_non_negative)
-    ds_probing_mode: ProbingMode = ProbingMode.ONLY_FLAGGED
+    ds_probing_mode: ProbingMode = ProbingMode.NONE
     ds_ping_reply_codes: str = ""
     ds_ping_latency_stats: bool = False
     ds_latency_estimator_alpha: float = attrs.field(default=0.9, validator=_alpha)
