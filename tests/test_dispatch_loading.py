@@ -105,15 +105,15 @@ def test_every_special_attribute_is_parsed_and_user_ones_kept_in_order() -> None
         ("1 sip:h 0 p", "priority is not a number"),
         ("1 not-a-uri", ""),
         ("1 tel:+123", "sip: or sips:"),
-        ("1 sip:h 0 0 a=1 extra", "unexpected text after attrs"),
         ("-1 sip:h", "set id out of range"),
         ("1 sip:h 0x100000000", "flags out of range"),
     ],
 )
 def test_each_bad_line_is_reported_with_file_and_line(line: str, reason: str) -> None:
     text = f"# header\n1 sip:ok.example.com\n{line}\n"
+    fatal = DispatcherConfig(ds_load_mode=LoadMode.FATAL)
     with pytest.raises(ListError) as info:
-        parse_list(text, "/etc/kamailio/dispatcher.list")
+        parse_list(text, "/etc/kamailio/dispatcher.list", fatal)
     assert info.value.source == "/etc/kamailio/dispatcher.list" and info.value.line == 3
     assert str(info.value).startswith("/etc/kamailio/dispatcher.list:3: ")
     assert reason in str(info.value)
@@ -121,8 +121,8 @@ def test_each_bad_line_is_reported_with_file_and_line(line: str, reason: str) ->
 
 
 def test_skip_mode_reports_and_skips_bad_lines() -> None:
-    config = DispatcherConfig(ds_load_mode=LoadMode.SKIP)
-    d = Dispatcher(config)
+    d = Dispatcher()  # ds_load_mode=0, Kamailio's default, skips
+    assert d.config.ds_load_mode is LoadMode.SKIP
     skipped = d.load_list("1 sip:a.example.com\n1 bogus\n1 sip:b.example.com\n9 sip:\n", "f.list")
     assert len(skipped) == 2
     assert skipped[0].startswith("f.list:2: ") and skipped[1].startswith("f.list:4: ")
@@ -131,7 +131,7 @@ def test_skip_mode_reports_and_skips_bad_lines() -> None:
 
 
 def test_a_failed_reload_leaves_the_old_table_untouched() -> None:
-    d = Dispatcher()
+    d = Dispatcher(DispatcherConfig(ds_load_mode=LoadMode.FATAL))
     d.load_list(NOTES_LIST)
     d.mark(1, "sip:127.0.0.1:5073", "i")
     with pytest.raises(ListError):
@@ -159,8 +159,8 @@ def test_limits_bound_lines_and_destination_count() -> None:
     config = DispatcherConfig(max_destinations=3, max_line_length=100)
     with pytest.raises(ListError, match="more than 3 destinations"):
         parse_list("".join(f"1 sip:h{i}\n" for i in range(4)), config=config)
-    with pytest.raises(ListError, match=r"x:1: line longer than 100"):
-        parse_list("1 sip:h;" + "a" * 200, "x", config)
+    dests, skipped = parse_list("1 sip:h;" + "a" * 200 + "\n1 sip:ok", "x", config)
+    assert skipped == ["x:1: line longer than 100 characters"] and len(dests) == 1
     # A million comment lines are read in bounded memory and yield nothing.
     dests, skipped = parse_list("#\n" * 1_000_000)
     assert dests == [] and skipped == []
@@ -190,8 +190,10 @@ def test_sqlite_table_with_kamailios_schema() -> None:
     assert d.destinations(5)[2].description == "c"
     assert d.state(5, "sip:127.0.0.1:5073") == DestinationState.DISABLED
     db.execute("INSERT INTO dispatcher VALUES (9, 5, 'nonsense', 0, 0, '', '')")
+    skipped = d.load_sqlite(db)
+    assert len(skipped) == 1 and skipped[0].startswith("dispatcher:9: ")
     with pytest.raises(ListError, match="dispatcher:9: "):
-        d.load_sqlite(db)
+        Dispatcher(DispatcherConfig(ds_load_mode=LoadMode.FATAL)).load_sqlite(db)
     with pytest.raises(ListError, match="plain identifier"):
         d.load_sqlite(db, 'dispatcher"; DROP TABLE x; --')
     with pytest.raises(ListError, match="cannot read"):
@@ -245,7 +247,7 @@ def test_load_file_reads_a_list_and_names_the_file(tmp_path: Path) -> None:
 
 def test_config_defaults_are_kamailios() -> None:
     c = DispatcherConfig()
-    assert (c.flags, c.use_default, c.force_dst, c.ds_load_mode) == (0, False, True, LoadMode.FATAL)
+    assert (c.flags, c.use_default, c.force_dst, c.ds_load_mode) == (0, False, True, LoadMode.SKIP)
     assert (c.ds_probing_threshold, c.ds_inactive_threshold, c.ds_ping_interval) == (1, 1, 0)
     assert (c.ds_ping_method, c.ds_ping_from) == ("OPTIONS", "sip:dispatcher@localhost")
     assert int(c.ds_probing_mode) == 0 and c.ds_latency_estimator_alpha == 0.9
@@ -255,3 +257,21 @@ def test_config_defaults_are_kamailios() -> None:
         DispatcherConfig(ds_probing_threshold=0)
     with pytest.raises(SipError):
         DispatcherConfig(ds_latency_estimator_alpha=1.5)
+
+
+def test_comments_after_fields_and_text_after_attrs_as_kamailio_reads_them() -> None:
+    dests, skipped = parse_list(
+        "1 sip:a.example.com#gw a\n"
+        "1 sip:b.example.com 2 # trying\n"
+        "1 sip:c.example.com 0 5#five\n"
+        "1 sip:d.example.com 0 0 weight=5 ignored text\n"
+        "1#no uri\n"
+    )
+    assert [(x.host, int(x.flags), x.priority) for x in dests] == [
+        ("a.example.com", 0, 0),
+        ("b.example.com", 2, 0),
+        ("c.example.com", 0, 5),
+        ("d.example.com", 0, 0),
+    ]
+    assert dests[3].attrs.weight == 5 and dests[3].attrs.body == "weight=5"
+    assert len(skipped) == 1 and skipped[0].startswith("dispatcher.list:5: expected")

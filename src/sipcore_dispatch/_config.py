@@ -27,8 +27,8 @@ class DsFlags(enum.IntFlag):
 class LoadMode(enum.IntEnum):
     """Kamailio: ``ds_load_mode`` (what a bad record in a list does)."""
 
-    FATAL = 0  # the whole load fails, the old table stays
-    SKIP = 1  # the record is reported and skipped
+    SKIP = 0  # the record is reported and skipped (Kamailio's default)
+    FATAL = 1  # the whole load fails, the old table stays
 
 
 class ProbingMode(enum.IntEnum):
@@ -89,7 +89,7 @@ class DispatcherConfig:
     flags: DsFlags = DsFlags.NONE
     use_default: bool = False
     force_dst: bool = True
-    ds_load_mode: LoadMode = LoadMode.FATAL
+    ds_load_mode: LoadMode = LoadMode.SKIP
     ds_probing_threshold: int = attrs.field(default=1, validator=_positive)
     ds_inactive_threshold: int = attrs.field(default=1, validator=_positive)
     ds_ping_method: str = "OPTIONS"

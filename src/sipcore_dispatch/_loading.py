@@ -76,17 +76,23 @@ def _parse_line(line: str, order: int) -> Destination | None:
     text = line.strip()
     if not text or text.startswith("#"):
         return None
-    fields = text.split(None, 4)
+    # As Kamailio's ds_load_list: a '#' ends the line after the set id, the
+    # URI, the flags or the priority; the attrs run to the next whitespace
+    # and anything after them is ignored.
+    fields: list[str] = []
+    for token in text.split(None, 5)[:5]:
+        if len(fields) < 4 and "#" in token:
+            head = token.split("#", 1)[0]
+            if head:
+                fields.append(head)
+            break
+        fields.append(token)
     if len(fields) < 2:
         raise ParseError("expected 'setid uri [flags [priority [attrs]]]'")
     setid = _int_field(fields[0], "set id")
     flags = _int_field(fields[2], "flags") if len(fields) > 2 else 0
     priority = _int_field(fields[3], "priority") if len(fields) > 3 else 0
-    attrs_text = ""
-    if len(fields) > 4:
-        attrs_text, *extra = fields[4].split(None, 1)
-        if extra:
-            raise ParseError(f"unexpected text after attrs: {extra[0][:40]!r}")
+    attrs_text = fields[4] if len(fields) > 4 else ""
     return make_destination(setid, fields[1], flags, priority, attrs_text, "", order)
 
 
