@@ -104,6 +104,12 @@ def bench(session: nox.Session) -> None:
         "benchmarks/dialogs.py",
         *[a for a in session.posargs if a in ("--quick", "--check")],
     )
+    # The dispatcher: selections per algorithm on sets of 10 and 1,000.
+    session.run(
+        "python",
+        "benchmarks/dispatch.py",
+        *[a for a in session.posargs if a in ("--quick", "--check")],
+    )
 
 
 @nox.session(python=PYTHON)

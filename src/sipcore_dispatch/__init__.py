@@ -1,8 +1,66 @@
-"""Destination sets, selection algorithms, failover and health probing.
+"""sipcore_dispatch: Kamailio's ``dispatcher`` as a sans-I/O library.
 
-Kamailio's ``dispatcher`` module as a sans-I/O library. Not built yet: this
-package is reserved in the distribution so that its import name is stable;
-its contents arrive with the dispatcher issue.
+Destination sets loaded from ``dispatcher.list`` or the ``dispatcher``
+table, Kamailio-compatible selection algorithms with failover lists,
+marking with Kamailio's thresholds, call load, and a rendezvous hash.
+Nothing here opens a socket or reads a clock.
 """
 
-__all__: list[str] = []
+from . import events
+from ._config import DispatcherConfig, DsFlags, LoadMode, ProbingMode
+from ._destination import (
+    STATES_ALL,
+    Destination,
+    DestinationAttrs,
+    DestinationState,
+    DestinationStatus,
+    DispatchError,
+    ListError,
+    UnknownDestination,
+    parse_attrs,
+    parse_state,
+)
+from ._dispatcher import (
+    ALGORITHMS,
+    Dispatcher,
+    array_order,
+    relative_weight_slots,
+    weight_slots,
+)
+from ._glibc import GlibcRandom
+from ._keys import ds_get_hash, uri_hash_keys
+from ._loading import make_destination, parse_list, read_sqlite
+from ._selection import Selection
+from .events import DestinationDown, DestinationUp
+
+__all__ = [
+    "ALGORITHMS",
+    "STATES_ALL",
+    "Destination",
+    "DestinationAttrs",
+    "DestinationDown",
+    "DestinationState",
+    "DestinationStatus",
+    "DestinationUp",
+    "DispatchError",
+    "Dispatcher",
+    "DispatcherConfig",
+    "DsFlags",
+    "GlibcRandom",
+    "ListError",
+    "LoadMode",
+    "ProbingMode",
+    "Selection",
+    "UnknownDestination",
+    "array_order",
+    "ds_get_hash",
+    "events",
+    "make_destination",
+    "parse_attrs",
+    "parse_list",
+    "parse_state",
+    "read_sqlite",
+    "relative_weight_slots",
+    "uri_hash_keys",
+    "weight_slots",
+]

@@ -1,0 +1,132 @@
+"""What each hash algorithm hashes, extracted the way Kamailio does.
+
+This module owns the URI -> (user, host[:port]) split of Kamailio's
+``get_uri_hash_keys`` on the URI text as written (no unescaping, case
+kept), the ``user=phone`` exception, and ``ds_get_hash`` (core_hash with a
+zero result mapped to 1). It reads messages; it never changes them.
+"""
+
+from __future__ import annotations
+
+from sipcore import ParseError, Request, core_hash
+
+__all__ = ["ds_get_hash", "uri_hash_keys"]
+
+# Kamailio's trim(): space, tab, CR and LF only.
+_TRIM = " \t\r\n"
+
+
+def ds_get_hash(key1: bytes | None, key2: bytes | None = None) -> int:
+    """Kamailio: ``ds_get_hash()``; an absent key contributes nothing.
+
+    >>> ds_get_hash(b"abc") == 7167810
+    True
+    """
+    if key1 is None:
+        h = core_hash(key2) if key2 is not None else core_hash(b"")
+    else:
+        h = core_hash(key1, key2)
+    return h or 1
+
+
+def _user_phone(params: str) -> bool:
+    for param in params.split(";"):
+        name, eq, value = param.partition("=")
+        if eq and name.strip().lower() == "user" and value.strip() == "phone":
+            return True
+    return False
+
+
+def uri_hash_keys(text: str, *, user_only: bool = False) -> tuple[bytes | None, bytes | None]:
+    """``(key1, key2)`` of a URI for algs 1-3: the user without password
+    and ``host[:port]`` with the port only when it is not the default.
+
+    >>> uri_hash_keys("sip:alice:secret@Example.com:5060;transport=udp")
+    (b'alice', b'Example.com')
+    >>> uri_hash_keys("sips:a@h:5061;user=phone")
+    (b'a', b'h:5061')
+    """
+    uri = text.strip(_TRIM)
+    scheme, colon, rest = uri.partition(":")
+    if not colon or not scheme:
+        raise ParseError(f"not a URI: {text!r}")
+    scheme = scheme.lower()
+    if scheme == "tel":
+        # Kamailio's get_uri_hash_keys wants a host; a tel: URI has none.
+        raise ParseError(f"no host to hash in {text!r}")
+    if scheme not in ("sip", "sips"):
+        raise ParseError(f"cannot hash a {scheme}: URI")
+    # The last "@" separates the user: one in URI headers must be escaped.
+    at = rest.rfind("@")
+    if at >= 0:
+        userinfo, hostpart = rest[:at], rest[at + 1 :]
+    else:
+        userinfo, hostpart = None, rest
+    # host[:port] ends at the URI parameters or headers.
+    cut = len(hostpart)
+    for ch in ";?":
+        i = hostpart.find(ch)
+        if i >= 0:
+            cut = min(cut, i)
+    hostport, params = hostpart[:cut], hostpart[cut:]
+    params = params.split("?", 1)[0]
+    phone = _user_phone(params[1:]) if params.startswith(";") else False
+    user: str | None = None
+    if userinfo is not None:
+        user = userinfo.split(":", 1)[0]
+        if phone:
+            user = user.split(";", 1)[0]
+    if hostport.startswith("["):
+        close = hostport.find("]")
+        if close < 0:
+            raise ParseError(f"unterminated IPv6 reference in {text!r}")
+        host, port_text = hostport[: close + 1], hostport[close + 1 :]
+        if port_text and not port_text.startswith(":"):
+            raise ParseError(f"junk after IPv6 reference in {text!r}")
+        port_text = port_text[1:]
+    else:
+        host, _, port_text = hostport.partition(":")
+    if not host:
+        raise ParseError(f"no host in {text!r}")
+    default = 5061 if scheme == "sips" and not phone else 5060
+    key2 = host
+    if port_text:
+        if not port_text.isascii() or not port_text.isdigit() or int(port_text) > 65535:
+            raise ParseError(f"bad port in {text!r}")
+        if int(port_text) != default:
+            key2 = f"{host}:{port_text}"
+    key1 = None if user is None else user.encode()
+    return key1, None if user_only else key2.encode()
+
+
+def request_keys(
+    request: Request, alg: int, *, user_only: bool = False
+) -> tuple[bytes | None, bytes | None] | None:
+    """The keys alg 0-3 and 5 hash, or None for alg 5 without credentials."""
+    if alg == 0:
+        return request.call_id.strip(_TRIM).encode(), None
+    if alg == 1:
+        return uri_hash_keys(request.from_.uri_text, user_only=user_only)
+    if alg == 2:
+        return uri_hash_keys(request.to.uri_text, user_only=user_only)
+    if alg == 3:
+        return uri_hash_keys(str(request.uri), user_only=user_only)
+    if alg == 5:
+        return _auth_user(request)
+    raise ParseError(f"algorithm {alg} does not hash the request")
+
+
+def _auth_user(request: Request) -> tuple[bytes | None, bytes | None] | None:
+    # ds_hash_authusername: the first Proxy-Authorization that parses, else
+    # the first Authorization; the user part of its username (before '@',
+    # as Kamailio's digest parser splits it), trimmed. None: round-robin.
+    for name in ("proxy_authorization", "authorization"):
+        try:
+            creds = getattr(request, name)
+        except ParseError:
+            continue
+        if not creds:
+            continue
+        user = (creds[0].username or "").split("@", 1)[0].strip(_TRIM)
+        return (user.encode(), None) if user else None
+    return None
