@@ -189,6 +189,14 @@ def _next_max_forwards(received: int | None, default: int) -> int:
     return default if received is None else max(received - 1, 0)
 
 
+def _made_here(sent: Request, code: int) -> Response:
+    """The final response this element makes for a request it sent that got
+    none (16.8: 408, 16.9: 503), as if it had come back: our Via removed."""
+    response = make_response(sent, code)
+    response.remove_first("Via")
+    return response
+
+
 def _loop_hash(request: Request) -> str:
     """RFC 3261 section 16.6 step 8: a hash of what makes this request this
     request, so a copy that comes back unchanged is a loop (482) and one
@@ -245,8 +253,10 @@ class RequestContext:
         self._acted = False
         self._ended = False
         # Hashed before the script edits the request: a copy that comes back
-        # must hash the same to be seen as a loop.
-        self._loop_hash = _loop_hash(request) if proxy.config.loop_detection else ""
+        # must hash the same to be seen as a loop. Only a stateful branch
+        # carries it (a stateless ACK's branch is derived otherwise).
+        stateful = transaction is not None and proxy.config.loop_detection
+        self._loop_hash = _loop_hash(request) if stateful else ""
         self._in_failure = False
 
     # -- what the script reads -------------------------------------------
@@ -648,10 +658,18 @@ class Proxy:
         """True when ``uri`` names this proxy (a listen address or alias)."""
         if not isinstance(uri, SipURI):
             return False
-        if _host_key(uri.host) not in self._local_hosts:
-            return False
         default = DEFAULT_TLS_PORT if uri.scheme == "sips" else DEFAULT_PORT
-        return (uri.port or default) in self._local_ports
+        return self._is_ours(uri.host, uri.port, default)
+
+    def _is_ours(self, host: str, port: int | None, default_port: int) -> bool:
+        """``host:port`` (port absent: ``default_port``) is a listen address or alias."""
+        return _host_key(host) in self._local_hosts and (port or default_port) in self._local_ports
+
+    def local_endpoint(self, transport: str) -> Endpoint:
+        """The listen address this proxy sends from, and writes in Via and
+        Record-Route, for ``transport``: the first of that transport, else
+        the first of all."""
+        return self._sent_by.get(transport) or self.config.listen[0]
 
     # -- requests ------------------------------------------------------------------
 
@@ -688,7 +706,7 @@ class Proxy:
         if request.method == "CANCEL":
             self._on_cancel(ctx)
             return
-        status = self._check(request)
+        status = self._check(ctx)
         if status is not None:
             code, extra = status
             ctx.reply(code, headers=extra)
@@ -698,12 +716,13 @@ class Proxy:
             self.layer.send_response(txn, make_response(request, 100), now)
         self._run_script(ctx)
 
-    def _check(self, request: Request) -> tuple[int, list[tuple[str, str]]] | None:
+    def _check(self, ctx: RequestContext) -> tuple[int, list[tuple[str, str]]] | None:
         """RFC 3261 section 16.3 steps 3-5: Max-Forwards, loops, Proxy-Require."""
+        request = ctx.request
         max_forwards = request.max_forwards
         if max_forwards is not None and max_forwards <= 0:
             return (483, [])
-        if self.config.loop_detection and self._is_loop(request):
+        if self.config.loop_detection and self._is_loop(request, ctx._loop_hash):
             return (482, [])
         required = [v.strip() for v in request.get_all("Proxy-Require")]
         unsupported = [o for o in required if o.lower() not in self.config.supported_extensions]
@@ -711,17 +730,14 @@ class Proxy:
             return (420, [("Unsupported", ", ".join(unsupported))])
         return None
 
-    def _is_loop(self, request: Request) -> bool:
-        ours = [
-            via
+    def _is_loop(self, request: Request, loop_hash: str) -> bool:
+        """A Via of ours whose branch carries this request's loop hash."""
+        wanted = MAGIC_COOKIE + loop_hash + "."
+        return any(
+            self._is_ours(via.host, via.port, DEFAULT_PORT)
+            and (via.branch or "").startswith(wanted)
             for via in request.via
-            if _host_key(via.host) in self._local_hosts
-            and (via.port or DEFAULT_PORT) in self._local_ports
-        ]
-        if not ours:
-            return False
-        wanted = MAGIC_COOKIE + _loop_hash(request) + "."
-        return any((via.branch or "").startswith(wanted) for via in ours)
+        )
 
     def _run_script(self, ctx: RequestContext) -> None:
         try:
@@ -804,6 +820,10 @@ class Proxy:
     ) -> tuple[URI, Endpoint, Request]:
         request = parse_message(bytes(ctx.request))
         assert isinstance(request, Request)
+        # 16.6 step 3; for a stateful request the checks made sure it is above 0.
+        request.max_forwards = _next_max_forwards(
+            request.max_forwards, self.config.default_max_forwards
+        )
         if uri is not None:
             request.uri = uri
         if isinstance(target, str):
@@ -827,17 +847,15 @@ class Proxy:
         return request.uri, destination, request
 
     def _via_for(self, destination: Endpoint, branch: str) -> str:
-        local = self._sent_by.get(destination.transport) or self.config.listen[0]
+        local = self.local_endpoint(destination.transport)
         return f"SIP/2.0/{destination.transport} {local.hostport};branch={branch}"
 
     def _new_branch(
         self, ctx: RequestContext, target: Endpoint | URI | str | None, uri: URI | str | None
     ) -> Branch:
         branch_uri, destination, request = self._target(ctx, target, uri)
-        mf = request.max_forwards  # 16.6 step 3; the checks made sure it is above 0
-        request.max_forwards = _next_max_forwards(mf, self.config.default_max_forwards)
         if ctx.record_route_params is not None and request.method != "ACK":
-            local = self._sent_by.get(ctx.source.transport) or self.config.listen[0]
+            local = self.local_endpoint(ctx.source.transport)
             transport = "" if local.transport == "UDP" else f";transport={local.transport.lower()}"
             from_tag = ctx.request.from_.tag if self.config.append_fromtag else None
             ftag = f";ftag={from_tag}" if from_tag else ""
@@ -870,8 +888,6 @@ class Proxy:
         self, ctx: RequestContext, target: Endpoint | URI | str | None, uri: URI | str | None
     ) -> None:
         _, destination, request = self._target(ctx, target, uri)
-        mf = request.max_forwards
-        request.max_forwards = _next_max_forwards(mf, self.config.default_max_forwards)
         # A stateless element's branch must be the same for a retransmission
         # (RFC 3261 16.11): derive it from the request's own top branch.
         top = ctx.request.via[0].branch or ctx.request.call_id
@@ -1020,7 +1036,12 @@ class Proxy:
         response = event.response
         if not (200 <= response.status_code < 300 and response.cseq.method == "INVITE"):
             return
-        if len(response.via) < 2 or not self._is_our_via(response):
+        top = response.via[0] if response.via else None
+        if (
+            len(response.via) < 2
+            or top is None
+            or not self._is_ours(top.host, top.port, DEFAULT_PORT)
+        ):
             return
         # A 2xx retransmission after our client transaction ended (16.7 step 3).
         response.remove_first("Via")
@@ -1032,13 +1053,6 @@ class Proxy:
         except LocalProtocolError:
             return
         self._outbox.append(Send(response, destination))
-
-    def _is_our_via(self, response: Response) -> bool:
-        via = response.via[0]
-        return (
-            _host_key(via.host) in self._local_hosts
-            and (via.port or DEFAULT_PORT) in self._local_ports
-        )
 
     # -- timers ------------------------------------------------------------------------------
 
@@ -1060,9 +1074,7 @@ class Proxy:
         self._local_final(ctx, branch, 408)
 
     def _local_final(self, ctx: RequestContext, branch: Branch, code: int) -> None:
-        response = make_response(branch.request, code)
-        response.remove_first("Via")
-        self._branch_response(ctx, branch, response, local=True)
+        self._branch_response(ctx, branch, _made_here(branch.request, code), local=True)
 
     def _arm_suspend(self, ctx: RequestContext) -> None:
         if ctx._suspend_timer is None:
@@ -1142,9 +1154,7 @@ class Proxy:
         owner = txn.user_data
         if isinstance(owner, _LocalRequest) and isinstance(txn, ClientTransaction):
             code = 408 if isinstance(event, events.TransactionTimedOut) else 503
-            local = make_response(txn.request, code)
-            local.remove_first("Via")
-            self._call_local(owner, local)
+            self._call_local(owner, _made_here(txn.request, code))
             return
         if isinstance(txn, ClientTransaction) and isinstance(owner, tuple):
             ctx, branch = owner

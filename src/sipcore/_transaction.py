@@ -29,6 +29,7 @@ import attrs
 from . import events
 from ._build import MAGIC_COOKIE, make_ack
 from ._errors import LocalProtocolError, ParseError
+from ._headers import Via
 from ._message import Request, Response
 from ._timers import TimerHandle, TimerQueue
 from ._transport import Endpoint, Send, response_destination
@@ -353,6 +354,12 @@ def _rfc3261_branch(branch: str | None) -> bool:
     return branch is not None and branch.startswith(MAGIC_COOKIE) and len(branch) > 7
 
 
+def _rfc3261_server_key(via: Via, method: str) -> tuple[object, ...]:
+    """Section 17.2.3: branch, sent-by and method (ACK counted as INVITE by
+    the caller) identify a server transaction."""
+    return ("3261", via.branch, via.sent_by.lower(), method)
+
+
 class TransactionLayer:
     """Every transaction of one SIP element, matched, timed and driven.
 
@@ -468,8 +475,7 @@ class TransactionLayer:
                 method = "INVITE" if message.method == "ACK" else message.method
                 return self._client.get((via.branch, method))
             if isinstance(message, Response) and _rfc3261_branch(via.branch):
-                key = ("3261", via.branch, via.sent_by.lower(), message.cseq.method)
-                return self._server.get(key)
+                return self._server.get(_rfc3261_server_key(via, message.cseq.method))
         except ParseError:
             return None
         return None
@@ -532,7 +538,7 @@ class TransactionLayer:
         branch = via.branch
         wanted = method or ("INVITE" if request.method == "ACK" else request.method)
         if _rfc3261_branch(branch):
-            return ("3261", branch, via.sent_by.lower(), wanted)
+            return _rfc3261_server_key(via, wanted)
         # RFC 2543 (section 17.2.3): the INVITE is matched on its Request-URI,
         # tags, Call-ID, CSeq number and top Via; the To tag is compared by
         # the caller for an ACK (it is the tag of the response).
