@@ -129,7 +129,7 @@ def _after_answer(
     if ack_destination is None:
         return
     ack = within("ACK", cseq, [])
-    local = proxy.config.listen[0]
+    local = proxy.local_endpoint(ack_destination.transport)
     ack.add_header(
         "Via",
         f"SIP/2.0/{ack_destination.transport} {local.hostport};branch={new_branch()}",

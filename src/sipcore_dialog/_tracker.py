@@ -199,6 +199,27 @@ class DialogTracker:
                 return dialog, direction
         return None
 
+    def _link(self, dialog: Dialog) -> None:
+        """Into both indexes (by id, and by Call-ID: a lone dialog kept bare)."""
+        self._by_id[_key(dialog.h_entry, dialog.h_id)] = dialog
+        same = self._by_call_id.get(dialog.call_id)
+        if same is None:
+            self._by_call_id[dialog.call_id] = dialog
+        elif isinstance(same, list):
+            same.append(dialog)
+        else:
+            self._by_call_id[dialog.call_id] = [same, dialog]
+
+    def _unlink(self, dialog: Dialog) -> None:
+        self._by_id.pop(_key(dialog.h_entry, dialog.h_id), None)
+        same = self._by_call_id.get(dialog.call_id)
+        if same is dialog:
+            del self._by_call_id[dialog.call_id]
+        elif isinstance(same, list) and dialog in same:
+            same.remove(dialog)
+            if len(same) == 1:
+                self._by_call_id[dialog.call_id] = same[0]
+
     def _with_call_id(self, call_id: str) -> tuple[Dialog, ...] | list[Dialog]:
         same = self._by_call_id.get(call_id)
         if same is None:
@@ -273,7 +294,9 @@ class DialogTracker:
             dialog.spirals += 1
             self._emit(events.DialogSpiraled(dialog, request))
         else:
-            dialog = self._create(request, ctx.now, ctx.source, self._local_socket(ctx))
+            dialog = self._create(
+                request, ctx.now, ctx.source, self._socket_for(ctx.source.transport)
+            )
             self._initial[dialog] = ctx
             ctx.on_end(functools.partial(self._initial_ended, dialog))
             if self.config.initial_cbs_inscript:
@@ -318,15 +341,6 @@ class DialogTracker:
             if dialog.from_tag == request.from_.tag and dialog.state < DialogState.CONFIRMED_NA:
                 return dialog
         return None
-
-    def _local_socket(self, ctx: RequestContext) -> Endpoint | None:
-        proxy = self._proxy
-        if proxy is None:
-            return None
-        for endpoint in proxy.config.listen:
-            if endpoint.transport == ctx.source.transport:
-                return endpoint
-        return proxy.config.listen[0]
 
     def _new_id(self, h_entry: int) -> int:
         step = self.config.h_id_step
@@ -373,14 +387,7 @@ class DialogTracker:
         )
         if self.config.timeout_noreset:
             dialog.iflags |= Property.TIMEOUT_NORESET
-        self._by_id[_key(h_entry, h_id)] = dialog
-        same = self._by_call_id.get(call_id)
-        if same is None:
-            self._by_call_id[call_id] = dialog
-        elif isinstance(same, list):
-            same.append(dialog)
-        else:
-            self._by_call_id[call_id] = [same, dialog]
+        self._link(dialog)
         if self.config.enable_stats:
             self.stats.processed += 1
         self._arm(dialog, now + self.config.early_timeout, "early")
@@ -489,20 +496,19 @@ class DialogTracker:
         return tuple(reversed(above)), caller
 
     def _socket_for(self, transport: str) -> Endpoint | None:
-        proxy = self._proxy
-        if proxy is None:
-            return None
-        for endpoint in proxy.config.listen:
-            if endpoint.transport == transport:
-                return endpoint
-        return proxy.config.listen[0]
+        """The proxy's listen address facing a party (None without a proxy)."""
+        return None if self._proxy is None else self._proxy.local_endpoint(transport)
+
+    def _end(self, dialog: Dialog, now: float) -> None:
+        """State 5 from ``now``: out of every profile at once (Kamailio)."""
+        dialog.end_time = now
+        self._set_state(dialog, DialogState.DELETED)
+        self._leave_profiles(dialog)
 
     def _fail(self, dialog: Dialog, response: Response | None, now: float) -> None:
-        self._set_state(dialog, DialogState.DELETED)
-        dialog.end_time = now
+        self._end(dialog, now)
         if self.config.enable_stats:
             self.stats.failed += 1
-        self._leave_profiles(dialog)
         self._emit(events.DialogFailed(dialog, response))
         self._emit(events.DialogFailedRoute(dialog))
         linger = self.config.deleted_linger if self.config.wait_ack else 0.0
@@ -568,9 +574,7 @@ class DialogTracker:
         if dialog.state is DialogState.DELETED:
             return
         dialog.terminated_by = direction
-        dialog.end_time = now
-        self._set_state(dialog, DialogState.DELETED)
-        self._leave_profiles(dialog)
+        self._end(dialog, now)
         self._emit(events.DialogTerminated(dialog, request, direction))
         self._emit(events.DialogEnd(dialog))
         # Wait for the BYE's answer, but not for ever.
@@ -583,10 +587,8 @@ class DialogTracker:
         """A response to a sequential request, as forwarded."""
         self._now = now
         self._emit(events.DialogResponseWithin(dialog, response, direction))
-        if request.method == "BYE" and response.status_code >= 200:
-            self._emit(events.DialogTerminatedConfirmed(dialog, response))
-            if dialog.state is DialogState.DELETED and dialog._timer_kind == "ended":
-                self._arm(dialog, now + self.config.deleted_linger, "destroy")
+        if request.method == "BYE":
+            self._bye_answered(dialog, response, now)
 
     def _leave_profiles(self, dialog: Dialog) -> None:
         if dialog._extra is None or not dialog._extra.profiles:
@@ -692,9 +694,7 @@ class DialogTracker:
         self._emit(events.DialogExpired(dialog))
         if early:
             # Never answered: Kamailio runs dialog:failed, and no timeout route.
-            dialog.end_time = now
-            self._set_state(dialog, DialogState.DELETED)
-            self._leave_profiles(dialog)
+            self._end(dialog, now)
             self._emit(events.DialogFailedRoute(dialog))
             self._arm(dialog, now + self.config.deleted_linger, "destroy")
             return
@@ -712,9 +712,7 @@ class DialogTracker:
         if send_bye and local:
             self.bye(dialog, Side.ALL, now=now)
             return
-        dialog.end_time = now
-        self._set_state(dialog, DialogState.DELETED)
-        self._leave_profiles(dialog)
+        self._end(dialog, now)
         self._emit(events.DialogEnd(dialog))
         self._arm(dialog, now + self.config.deleted_linger, "destroy")
 
@@ -723,14 +721,7 @@ class DialogTracker:
         self._leave_profiles(dialog)
         if dialog.state is not DialogState.DELETED:
             self._set_state(dialog, DialogState.DELETED)
-        self._by_id.pop(_key(dialog.h_entry, dialog.h_id), None)
-        same = self._by_call_id.get(dialog.call_id)
-        if same is dialog:
-            del self._by_call_id[dialog.call_id]
-        elif isinstance(same, list) and dialog in same:
-            same.remove(dialog)
-            if len(same) == 1:
-                self._by_call_id[dialog.call_id] = same[0]
+        self._unlink(dialog)
         self._initial.pop(dialog, None)
         self._emit(events.DialogDestroyed(dialog))
 
@@ -953,16 +944,18 @@ class DialogTracker:
                 "BYE",
                 now=now,
                 headers=headers,
-                on_response=lambda _s, r: self._bye_answered(dialog, r),
+                on_response=lambda _s, r: self._bye_answered(dialog, r, self.now),
             )
         self._terminate(dialog, None, None, now)
 
-    def _bye_answered(self, dialog: Dialog, response: Response) -> None:
+    def _bye_answered(self, dialog: Dialog, response: Response, now: float) -> None:
+        """A final answer to a BYE (the party's or ours): DLGCB_TERMINATED_CONFIRMED,
+        then the dialog lingers (tm's wait timer) instead of waiting end_timeout."""
         if response.status_code < 200:
             return
         self._emit(events.DialogTerminatedConfirmed(dialog, response))
         if dialog.state is DialogState.DELETED and dialog._timer_kind == "ended":
-            self._arm(dialog, self.now + self.config.deleted_linger, "destroy")
+            self._arm(dialog, now + self.config.deleted_linger, "destroy")
 
     def _arm_keepalive(self, dialog: Dialog, now: float) -> None:
         if dialog._ka_timer is not None:
@@ -1081,14 +1074,7 @@ class DialogTracker:
             if profile.has_value != (link.value is not None):
                 continue  # Kamailio skips a link whose value does not fit its profile
             dialog.profiles.append(profile.add(dialog, link.value))
-        self._by_id[key] = dialog
-        same = self._by_call_id.get(dialog.call_id)
-        if same is None:
-            self._by_call_id[dialog.call_id] = dialog
-        elif isinstance(same, list):
-            same.append(dialog)
-        else:
-            self._by_call_id[dialog.call_id] = [same, dialog]
+        self._link(dialog)
         if self.config.enable_stats:
             self.stats.active += 1
         kind = "lifetime" if dialog.state is DialogState.CONFIRMED else "noack"
