@@ -674,12 +674,17 @@ class Dispatcher:
         return step
 
     def _acquire(self, item: _Load) -> None:
+        self._adjust_load(item, +1)
+
+    def _adjust_load(self, item: _Load, delta: int) -> None:
+        """Count ``item``'s call on (+1) or off (-1) the destination whose
+        duid it holds; never below zero."""
         entry = self._sets.get(item.setid)
         if entry is None:
             return
         for dest, s in zip(entry.array, entry.status, strict=True):
             if dest.attrs.duid == item.duid:
-                s.load += 1
+                s.load = max(0, s.load + delta)
                 return
 
     def load_update(self, call_id: str, now: float) -> bool:
@@ -701,13 +706,7 @@ class Dispatcher:
         return True
 
     def _release(self, item: _Load) -> None:
-        entry = self._sets.get(item.setid)
-        if entry is None:
-            return
-        for dest, s in zip(entry.array, entry.status, strict=True):
-            if dest.attrs.duid == item.duid:
-                s.load = max(0, s.load - 1)
-                return
+        self._adjust_load(item, -1)
 
     def expire_load(self, now: float) -> int:
         """Drop call-load entries past their expiry (Kamailio's ds_ht timer);
