@@ -126,7 +126,7 @@ def load_sipcore() -> Library:
 
     return Library(
         name="sipcore",
-        version=_version("sipcore", getattr(sipcore, "__version__", None)),
+        version=package_version("sipcore", getattr(sipcore, "__version__", None)),
         parse=parse_message,
         read_fields=read_fields,
         serialize_expr="bytes(m)",
@@ -184,7 +184,7 @@ def load_sippy() -> Library:
 
     return Library(
         name="sippy",
-        version=_version("sippy", None),
+        version=package_version("sippy", None),
         parse=parse,
         read_fields=read_fields,
         # What sippy puts on the wire: SipTransactionManager.transmitMsg uses
@@ -194,7 +194,8 @@ def load_sippy() -> Library:
     )
 
 
-def _version(dist: str, fallback: object) -> str:
+def package_version(dist: str, fallback: object) -> str:
+    """The installed version of ``dist`` (benchmarks/transactions.py uses it too)."""
     try:
         return metadata.version(dist)
     except metadata.PackageNotFoundError:

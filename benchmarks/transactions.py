@@ -88,12 +88,11 @@ import time
 import tracemalloc
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import asdict, dataclass, field
-from importlib import metadata
 from pathlib import Path
 from typing import Any, Protocol
 
 from messages import SDP_ANSWER, SDP_OFFER
-from run import machine_info
+from run import machine_info, package_version
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -377,7 +376,7 @@ class SipcoreElement:
     hop_by_hop_ack = False
 
     def __init__(self) -> None:
-        self.version = _version("sipcore", getattr(sipcore, "__version__", None))
+        self.version = package_version("sipcore", getattr(sipcore, "__version__", None))
         self.proxy = sipcore.Proxy(sipcore.ProxyConfig(listen=(ELEMENT_EP,)), route_script)
         self.now = 0.0
         self._labels = {UAC_EP: "uac", UAS_EP: "uas"}
@@ -474,7 +473,7 @@ class SippyElement:
         class InMemoryTransactionManager(SipTransactionManager):  # type: ignore[misc]
             model_udp_server = (InMemoryServer, Udp_server_opts)
 
-        self.version = _version("sippy", None)
+        self.version = package_version("sippy", None)
         self._ed = ED2
         self._remote_address = Remote_address
         self._mono_time = MonoTime
@@ -585,13 +584,6 @@ class SippyElement:
         """Cancel the purge timer this manager set on the process-wide dispatcher."""
         self.tm.cp_timer.cancel()
         self._compact_timers()
-
-
-def _version(dist: str, fallback: object) -> str:
-    try:
-        return metadata.version(dist)
-    except metadata.PackageNotFoundError:
-        return str(fallback) if fallback is not None else "unknown"
 
 
 # --------------------------------------------------------------------------
