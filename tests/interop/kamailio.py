@@ -304,6 +304,15 @@ class Kamailio:
             os.killpg(self.process.pid, signal.SIGKILL)
 
 
+class _PortTaken(AssertionError):
+    """kamailio could not bind its port: another socket took it meanwhile."""
+
+
+# How often a start is tried again on a new port when the one chosen was
+# taken between choosing it and kamailio binding it (see free_udp_port).
+PORT_RETRIES = 5
+
+
 def start_kamailio(
     binary: str,
     rundir: Path,
@@ -313,10 +322,34 @@ def start_kamailio(
     startup_timeout: float = STARTUP_TIMEOUT,
 ) -> Kamailio:
     """Write the cfg into ``rundir``, start kamailio there and wait (bounded)
-    until its JSON-RPC socket answers."""
+    until its JSON-RPC socket answers. The port is free when chosen, but
+    another socket (a test's own, bound to port 0) may take it before
+    kamailio binds it: then the start is tried again on a new port, at most
+    ``PORT_RETRIES`` times. Use ``kamailio.address`` for where it listens."""
+    taken = {port}
+    for attempt in range(PORT_RETRIES + 1):
+        try:
+            return _launch(binary, rundir, port=port, uas=uas, startup_timeout=startup_timeout)
+        except _PortTaken:
+            if attempt == PORT_RETRIES:
+                raise
+            port = free_udp_port(taken)
+    raise AssertionError("unreachable")  # pragma: no cover
+
+
+def _launch(
+    binary: str,
+    rundir: Path,
+    *,
+    port: int,
+    uas: tuple[str, int],
+    startup_timeout: float,
+) -> Kamailio:
     rundir.mkdir(parents=True, exist_ok=True)
     rpc_socket = rundir / "kamailio_rpc.sock"
     ctl_socket = rundir / "kamailio_ctl.sock"
+    for stale in (rpc_socket, ctl_socket):  # left by an attempt on a taken port
+        stale.unlink(missing_ok=True)
     config = render_config(port=port, uas=uas, rpc_socket=rpc_socket, ctl_socket=ctl_socket)
     config_file = rundir / "kamailio.cfg"
     config_file.write_text(config, encoding="utf-8")
@@ -350,9 +383,11 @@ def start_kamailio(
     try:
         while True:
             if process.poll() is not None:
-                raise AssertionError(
+                output = kamailio.log()
+                failure = _PortTaken if "Address already in use" in output else AssertionError
+                raise failure(
                     f"kamailio exited with status {process.returncode} at startup\n"
-                    + kamailio.log()[-4000:]
+                    + output[-4000:]
                 )
             if rpc_socket.exists():
                 with contextlib.suppress(RpcError):

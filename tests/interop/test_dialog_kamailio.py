@@ -883,3 +883,19 @@ def test_the_dialog_starts_when_the_200_is_relayed(runs: Runs) -> None:
     # Kamailio's timestamps are whole seconds.
     assert RINGING_SECONDS - 1 <= k_start - k_init <= RINGING_SECONDS + 1
     assert abs((s_start - s_init) - (k_start - k_init)) <= 1.0, (k_init, k_start, s_init, s_start)
+
+
+def test_the_harness_starts_kamailio_on_another_port_when_its_port_is_taken(
+    kamailio_binary: str, tmp_path: Path
+) -> None:
+    # The race CI met once: a test's own socket bound the port chosen for a
+    # kamailio before kamailio could.
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as squatter:
+        squatter.bind((LOOPBACK, 0))
+        taken = squatter.getsockname()[1]
+        kamailio = start_kamailio(kamailio_binary, tmp_path / "k", port=taken, uas=(LOOPBACK, 9))
+        try:
+            assert kamailio.port != taken
+            assert kamailio.rpc.call("dlg.stats_active") is not None
+        finally:
+            kamailio.stop()
