@@ -88,7 +88,7 @@ def make_request(
     *,
     from_: Address | URI | str,
     to: Address | URI | str,
-    via: Via | str,
+    via: Via | str | None,
     call_id: str | None = None,
     cseq: int = 1,
     from_tag: str | None = None,
@@ -103,14 +103,17 @@ def make_request(
 
     ``from_``/``to`` take an :class:`Address`, a URI or text; a From without
     a tag gets ``from_tag`` or a fresh one. ``via`` is the Via value this
-    element adds (its branch included); ``call_id`` defaults to a random one.
+    element adds (its branch included), or None for a request handed to a
+    transaction layer that puts its own on top (``Proxy.send_request``);
+    ``call_id`` defaults to a random one.
     """
     if not 0 <= max_forwards <= 255:
         raise LocalProtocolError(f"Max-Forwards {max_forwards} out of range")
     sender = _as_address(from_)
     if sender.tag is None:
         sender = attrs.evolve(sender, params=sender.params.with_param("tag", from_tag or new_tag()))
-    lines: list[tuple[str, str]] = [("Via", str(via)), ("Max-Forwards", str(max_forwards))]
+    lines: list[tuple[str, str]] = [] if via is None else [("Via", str(via))]
+    lines.append(("Max-Forwards", str(max_forwards)))
     lines += [("Route", str(_as_address(r))) for r in route]
     lines += [
         ("From", str(sender)),

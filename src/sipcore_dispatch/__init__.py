@@ -2,7 +2,8 @@
 
 Destination sets loaded from ``dispatcher.list`` or the ``dispatcher``
 table, Kamailio-compatible selection algorithms with failover lists,
-marking with Kamailio's thresholds, call load, and a rendezvous hash.
+marking with Kamailio's thresholds, call load, health probing with
+latency statistics, and a rendezvous hash.
 Nothing here opens a socket or reads a clock.
 """
 
@@ -24,12 +25,14 @@ from ._dispatcher import (
     ALGORITHMS,
     Dispatcher,
     array_order,
+    latency_sample,
     relative_weight_slots,
     weight_slots,
 )
 from ._glibc import GlibcRandom
 from ._keys import ds_get_hash, uri_hash_keys
 from ._loading import make_destination, parse_list, read_sqlite
+from ._prober import Probe, Prober, ProbeService, parse_reply_codes, reply_code_accepted
 from ._selection import Selection
 from .events import DestinationDown, DestinationUp
 
@@ -49,18 +52,24 @@ __all__ = [
     "GlibcRandom",
     "ListError",
     "LoadMode",
+    "Probe",
+    "ProbeService",
+    "Prober",
     "ProbingMode",
     "Selection",
     "UnknownDestination",
     "array_order",
     "ds_get_hash",
     "events",
+    "latency_sample",
     "make_destination",
     "parse_attrs",
     "parse_list",
+    "parse_reply_codes",
     "parse_state",
     "read_sqlite",
     "relative_weight_slots",
+    "reply_code_accepted",
     "uri_hash_keys",
     "weight_slots",
 ]

@@ -69,6 +69,7 @@ class DispatcherConfig:
     ``ds_hash_initexpire``. Kept for the prober and the proxy glue (later
     work): ``ds_ping_method``, ``ds_ping_from``, ``ds_ping_interval``,
     ``ds_probing_mode``, ``ds_ping_reply_codes``, ``ds_ping_latency_stats``,
+    ``ds_retain_latency_stats`` (a reload keeps the statistics),
     ``ds_latency_estimator_alpha``, ``event_callback_mode``,
     ``outbound_proxy``, ``ds_default_socket``, ``ds_default_sockname``,
     ``ds_attrs_none``, ``reload_delta``.
@@ -98,6 +99,7 @@ class DispatcherConfig:
     ds_probing_mode: ProbingMode = ProbingMode.NONE
     ds_ping_reply_codes: str = ""
     ds_ping_latency_stats: bool = False
+    ds_retain_latency_stats: bool = False
     ds_latency_estimator_alpha: float = attrs.field(default=0.9, validator=_alpha)
     ds_hash_size: int = attrs.field(default=0, validator=_non_negative)
     ds_hash_expire: int = attrs.field(default=7200, validator=_non_negative)

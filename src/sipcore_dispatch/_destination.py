@@ -104,7 +104,7 @@ def parse_state(text: str) -> DestinationState:
     return state
 
 
-_INT_ATTRS = ("maxload", "weight", "rweight", "cc", "latency", "ocmin", "ocrate")
+_INT_ATTRS = ("maxload", "weight", "rweight", "cc", "latency", "ocmin", "ocmax", "ocrate")
 _STR_ATTRS = ("duid", "socket", "sockname", "ping_from", "obproxy")
 _SPECIAL = frozenset(_INT_ATTRS + _STR_ATTRS)
 
@@ -116,7 +116,11 @@ class DestinationAttrs:
     The special attributes are parsed; ``body`` is the text as written
     (Kamailio's ``attrs.body``, what ``attrs_pvname`` exports) and
     ``user`` every other attribute, verbatim and in order. ``weight`` and
-    ``rweight`` outside 1..100 are 0, as in Kamailio.
+    ``rweight`` outside 1..100 are 0, as in Kamailio. ``latency`` is None
+    when not given (Kamailio then starts the latency statistics empty).
+    The overload-control trio is clamped as Kamailio's ``ds_set_attrs``
+    does: ``ocmax`` 1..100 (0 means 100), ``ocmin`` 0..``ocmax``,
+    ``ocrate`` between them.
     """
 
     body: str = ""
@@ -129,8 +133,9 @@ class DestinationAttrs:
     sockname: str = ""
     ping_from: str = ""
     obproxy: str = ""
-    latency: int = 0
+    latency: int | None = None
     ocmin: int = 0
+    ocmax: int = 100
     ocrate: int = 0
     user: tuple[tuple[str, str], ...] = ()
 
@@ -142,13 +147,13 @@ class DestinationAttrs:
         return None
 
 
-def _c_int(text: str) -> int:
+def _c_int(text: str) -> int | None:
     # Kamailio reads these with str2sint: an optional sign and digits only;
-    # anything else fails and the attribute stays 0.
+    # anything else fails (None) and the attribute keeps its default.
     s = text.strip()
     digits = s[1:] if s[:1] in ("+", "-") else s
     if not digits or not digits.isascii() or not digits.isdigit() or len(digits) > 10:
-        return 0
+        return None
     value = int(digits)
     return -value if s[:1] == "-" else value
 
@@ -175,16 +180,36 @@ def parse_attrs(text: str) -> DestinationAttrs:
         if key in _SPECIAL:
             if key in values:
                 continue  # first one wins, as a linear scan would find it
-            if key in _INT_ATTRS:
-                number = _c_int(value)
+            number = _c_int(value) if key in _INT_ATTRS else None
+            if key == "latency":
+                if number is not None:
+                    values[key] = number
+            elif key in _INT_ATTRS:
+                number = number or 0
                 if key in ("weight", "rweight") and not 1 <= number <= 100:
                     number = 0
-                values[key] = max(number, 0) if key != "latency" else number
+                values[key] = max(number, 0)
             else:
                 values[key] = value
         else:
             user.append((name, value))
+    _clamp_overload(values)
     return DestinationAttrs(body=body, user=tuple(user), **values)  # type: ignore[arg-type]
+
+
+def _clamp_overload(values: dict[str, object]) -> None:
+    # ds_set_attrs' order of corrections, so odd combinations end the same.
+    ocmax = int(values.get("ocmax", 100))  # type: ignore[call-overload]
+    ocmin = int(values.get("ocmin", 0))  # type: ignore[call-overload]
+    ocrate = int(values.get("ocrate", 0))  # type: ignore[call-overload]
+    if ocmax > 100 or ocmax == 0:
+        ocmax = 100
+    if ocmin > 100 or ocmin > ocmax:
+        ocmin = 0
+    if ocrate > 100:
+        ocrate = 0
+    ocrate = min(max(ocrate, ocmin), ocmax)
+    values.update(ocmax=ocmax, ocmin=ocmin, ocrate=ocrate)
 
 
 @attrs.frozen
@@ -215,7 +240,14 @@ class DestinationStatus:
     ``message_count`` is Kamailio's counter: failures while trying (against
     ``ds_probing_threshold``) or successes while inactive (against
     ``ds_inactive_threshold``). ``load`` is the number of calls counted for
-    alg 10. The latency fields are filled by the prober (later work).
+    alg 10. The ``latency_*`` fields are Kamailio's ``latency_stats``
+    (milliseconds; ``latency_count`` samples, ``timeouts`` pings answered by
+    a 408), filled from probe replies when ``ds_ping_latency_stats`` is on;
+    ``ping_started`` is when the last probe left. ``rweight`` is the live
+    relative weight (the list's, lowered by congestion control). The
+    ``oc_*`` fields are alg 64's overload-control state: the rate in force,
+    its 100-slot drop pattern, the slot pointer, until when it holds and
+    the last sequence number applied.
     """
 
     state: DestinationState
@@ -223,9 +255,31 @@ class DestinationStatus:
     load: int = 0
     latency_average: float = 0.0
     latency_estimate: float = 0.0
-    latency_max: float = 0.0
+    latency_stdev: float = 0.0
+    latency_m2: float = 0.0
+    latency_min: int = 0
+    latency_max: int = 0
     latency_count: int = 0
     timeouts: int = 0
+    ping_started: float | None = None
+    rweight: int = 0
+    oc_rate: int = 0
+    oc_pattern: tuple[bool, ...] = ()
+    oc_index: int = 0
+    oc_until: float = 0.0
+    oc_seq: int = 0
+
+    def reset_latency(self, initial: int | None) -> None:
+        """Kamailio: ``latency_stats_init``: a ``latency`` attribute starts
+        the statistics as if trained (10,000 samples at that value)."""
+        self.latency_stdev = self.latency_m2 = 0.0
+        if initial is None:
+            self.latency_average = self.latency_estimate = 0.0
+            self.latency_min = self.latency_max = self.latency_count = 0
+        else:
+            self.latency_average = self.latency_estimate = float(initial)
+            self.latency_min = self.latency_max = initial
+            self.latency_count = 10_000
 
     @property
     def usable(self) -> bool:

@@ -56,6 +56,7 @@ ALGORITHMS: dict[int, str] = {
     11: "relative weight",
     12: "parallel",
     13: "latency optimised",
+    64: "round-robin with overload control (RFC 7339)",
 }
 
 
@@ -102,6 +103,37 @@ class _Load:
     confirmed: bool = False
 
 
+def latency_sample(status: DestinationStatus, latency: int, config: DispatcherConfig) -> None:
+    """Kamailio: ``latency_stats_update``: one probe round trip of
+    ``latency`` ms into the running average, standard deviation (Welford's
+    online algorithm), min/max and the EWMA estimate
+    (``ds_latency_estimator_alpha``); the average freezes into a weighted
+    one after 2**21 samples, and a stable average (stdev under 0.5 after 10
+    samples) counts as trained at once."""
+    training = 10_000
+    if status.latency_count < 2_097_152:
+        status.latency_count += 1
+    else:
+        status.latency_m2 -= status.latency_m2 / (status.latency_count or 1)
+    if status.latency_count == 1:
+        status.reset_latency(latency)
+        status.latency_count = 1
+    if 10 < status.latency_count < training and status.latency_stdev < 0.5:
+        status.latency_count = training
+    status.latency_min = min(status.latency_min, latency)
+    status.latency_max = max(status.latency_max, latency)
+    if status.latency_count > 1:
+        delta = latency - status.latency_average
+        status.latency_average += delta / (status.latency_count or 1)
+        status.latency_m2 += delta * (latency - status.latency_average)
+        status.latency_stdev = math.sqrt(status.latency_m2 / ((status.latency_count - 1) or 1))
+    if status.latency_count < 10:
+        status.latency_estimate = status.latency_average
+    else:
+        alpha = config.ds_latency_estimator_alpha
+        status.latency_estimate = status.latency_estimate * alpha + latency * (1 - alpha)
+
+
 def _shuffle(table: list[int], rng: random.Random) -> None:
     # Kamailio: shuffle_uint100array, exactly 100 rand() calls.
     for j in range(100):
@@ -127,20 +159,25 @@ def weight_slots(array: Sequence[Destination]) -> list[int]:
 
 
 def relative_weight_slots(
-    array: Sequence[Destination], states: Sequence[DestinationState]
+    array: Sequence[Destination],
+    states: Sequence[DestinationState],
+    rweights: Sequence[int] | None = None,
 ) -> list[int] | None:
     """Kamailio: ``dp_init_relative_weights`` before the shuffle (§7);
-    None when Kamailio leaves the table as it was."""
+    None when Kamailio leaves the table as it was. ``rweights`` are the
+    live relative weights (congestion control lowers them); the list's by
+    default."""
     if len(array) < 2:
         return None
+    weights = [d.attrs.rweight for d in array] if rweights is None else list(rweights)
     usable = [j for j, s in enumerate(states) if not s & _SKIP]
-    total = sum(array[j].attrs.rweight for j in usable)
+    total = sum(weights[j] for j in usable)
     if total == 0:
         return None
     table = [0] * 100
     t = 0
     for j in usable:
-        for _ in range(array[j].attrs.rweight * 100 // total):
+        for _ in range(weights[j] * 100 // total):
             if t >= 100:
                 break
             table[t] = j
@@ -168,15 +205,25 @@ class Dispatcher:
         self._order = 0
 
     # ----------------------------------------------------------- loading
-    def load(self, destinations: Iterable[Destination], *, keep_states: bool = True) -> None:
+    def load(
+        self,
+        destinations: Iterable[Destination],
+        *,
+        keep_states: bool = True,
+        retain_latency: bool | None = None,
+    ) -> None:
         """Replace the table (Kamailio: ``dispatcher.reload``).
 
         The new table is built completely, then swapped in. With
         ``keep_states`` a destination that stays (same set, same URI,
         compared case-insensitively) keeps its state, counters, load and
-        latency; new ones start from their list flags. Counters restart at
-        0 and weight tables are rebuilt and reshuffled, as in Kamailio.
+        overload-control state; its latency statistics too when
+        ``retain_latency`` (default: ``ds_retain_latency_stats``). New ones
+        start from their list flags. Counters restart at 0 and weight tables
+        are rebuilt and reshuffled, as in Kamailio.
         """
+        if retain_latency is None:
+            retain_latency = self.config.ds_retain_latency_stats
         by_set: dict[int, list[Destination]] = {}
         for count, dest in enumerate(destinations, 1):
             if count > self.config.max_destinations:
@@ -184,20 +231,28 @@ class Dispatcher:
             by_set.setdefault(dest.setid, []).append(dest)
         new: dict[int, _Set] = {}
         for setid in sorted(by_set):
-            new[setid] = self._build(setid, by_set[setid], keep_states)
+            new[setid] = self._build(setid, by_set[setid], keep_states, retain_latency)
         self._sets = new
         self._order = max((d.order for s in new.values() for d in s.loaded), default=0) + 1
 
-    def _build(self, setid: int, loaded: list[Destination], keep_states: bool) -> _Set:
+    def _build(
+        self, setid: int, loaded: list[Destination], keep_states: bool, retain_latency: bool
+    ) -> _Set:
         old = self._sets.get(setid) if keep_states else None
         entry = _Set(setid, loaded)
         entry.array = array_order(loaded)
         for dest in entry.array:
-            status = DestinationStatus(dest.flags)
-            if old is not None:
-                i = old.find(dest.uri)
-                if i >= 0:
-                    status = attrs.evolve(old.status[i])
+            i = old.find(dest.uri) if old is not None else -1
+            if old is not None and i >= 0:
+                status = attrs.evolve(old.status[i], rweight=dest.attrs.rweight)
+                if not retain_latency:
+                    status.reset_latency(dest.attrs.latency)
+                    status.timeouts = 0
+            else:
+                status = DestinationStatus(
+                    dest.flags, rweight=dest.attrs.rweight, oc_rate=dest.attrs.ocrate
+                )
+                status.reset_latency(dest.attrs.latency)
             entry.status.append(status)
         entry.wlist = weight_slots(entry.array)
         if entry.array and entry.array[0].attrs.weight:
@@ -206,7 +261,9 @@ class Dispatcher:
         return entry
 
     def _reinit_rweights(self, entry: _Set) -> None:
-        table = relative_weight_slots(entry.array, [s.state for s in entry.status])
+        table = relative_weight_slots(
+            entry.array, [s.state for s in entry.status], [s.rweight for s in entry.status]
+        )
         if table is not None:
             _shuffle(table, self.rng)
             entry.rwlist = table
@@ -251,7 +308,7 @@ class Dispatcher:
         dest = make_destination(setid, uri, flags, priority, attrs_text, "", self._order)
         self._order += 1
         others = [d for s in self._sets.values() for d in s.loaded]
-        self.load([*others, dest])
+        self.load([*others, dest], retain_latency=True)
         return dest
 
     def remove(self, setid: int, uri: str) -> None:
@@ -266,7 +323,8 @@ class Dispatcher:
                 for s in self._sets.values()
                 for d in s.loaded
                 if not (s.setid == setid and d.uri.lower() == lowered)
-            ]
+            ],
+            retain_latency=True,
         )
 
     # ---------------------------------------------------------- queries
@@ -456,13 +514,122 @@ class Dispatcher:
         status = entry.status[i]
         dest = entry.array[i]
         was, now = bool(old & _SKIP), bool(status.state & _SKIP)
-        if was != now and dest.attrs.rweight > 0:
+        if was != now and status.rweight > 0:
             self._reinit_rweights(entry)
         if not was and now:
             return DestinationDown(entry.setid, dest.uri, status.state)
         if was and not now:
             return DestinationUp(entry.setid, dest.uri, status.state)
         return None
+
+    # ---------------------------------------------------------- latency
+    def update_latency(self, setid: int, uri: str, code: int, now: float) -> None:
+        """Kamailio: ``ds_update_latency()``: a probe of ``uri`` finished with
+        ``code`` (408 for a timeout). Only a destination in the probing state
+        is measured, from :attr:`DestinationStatus.ping_started` to ``now``;
+        a 408 counts a timeout instead of a sample. Then, for destinations
+        with ``cc=1`` and a ``weight``, congestion control lowers the live
+        ``rweight`` by the congestion (estimate minus average, ms) and
+        rebuilds the relative-weight table (§7) when one changed.
+        """
+        entry = self._set(setid)
+        i = entry.find(uri)
+        if i < 0:
+            raise UnknownDestination(f"{uri} is not in set {setid}")
+        status = entry.status[i]
+        if not status.state & DestinationState.PROBING:
+            return
+        if code == 408:
+            status.timeouts += 1
+        if status.ping_started is None:
+            return
+        if code != 408:
+            # Whole microseconds, then truncated to ms, as Kamailio's timeval
+            # arithmetic does (and so 0.020 s of float time is 20 ms, not 19).
+            micros = round((now - status.ping_started) * 1_000_000)
+            latency_sample(status, micros // 1000, self.config)
+        self._congestion_control(entry, i)
+
+    def _congestion_control(self, entry: _Set, pinged: int) -> None:
+        # ds_update_latency's second half: every cc destination is weighed;
+        # the pinged one gets weight - congestion as its rweight. When all of
+        # them (and more than one) are fully congested, rweights follow the
+        # share of the total congestion instead (x16 for precision).
+        enabled, changed = True, False
+        congested = normal = total = 0
+        for j, (dest, status) in enumerate(zip(entry.array, entry.status, strict=True)):
+            if not dest.attrs.cc:
+                enabled = False
+                continue
+            if dest.attrs.weight <= 0:
+                continue
+            congestion = max(int(status.latency_estimate - status.latency_average), 0)
+            total += congestion
+            active = max(dest.attrs.weight - congestion, 0)
+            if active == 0:
+                congested += 1
+            else:
+                normal += 1
+            if j == pinged and status.rweight != active:
+                status.rweight = active
+                changed = True
+        if enabled and congested > 1 and normal == 0:
+            for status in entry.status:
+                congestion = int(status.latency_estimate - status.latency_average)
+                share = (total << 4) // (congestion or 1)
+                if status.rweight != share:
+                    status.rweight = share
+                    changed = True
+        if enabled and changed:
+            self._reinit_rweights(entry)
+
+    # -------------------------------------------------- overload control
+    def set_overload(
+        self, setid: int, uri: str, rate: int, validity_ms: int, seq: int, now: float
+    ) -> bool:
+        """Kamailio: ``ds_oc_set_attrs()`` (RFC 7339 ``oc``/``oc-validity``/
+        ``oc-seq`` from a reply): for alg 64, drop ``rate`` percent of the
+        new calls to ``uri`` (clamped to its ``ocmin``..``ocmax``) for
+        ``validity_ms`` (500 when 0 or less), unless ``seq`` is not newer
+        than the last one applied. Returns whether it was applied."""
+        entry = self._set(setid)
+        i = entry.find(uri)
+        if i < 0:
+            raise UnknownDestination(f"{uri} is not in set {setid}")
+        dest, status = entry.array[i], entry.status[i]
+        if status.oc_seq >= seq:
+            return False
+        status.oc_rate = min(max(rate, dest.attrs.ocmin), dest.attrs.ocmax)
+        pattern = [False] * status.oc_rate + [True] * (100 - status.oc_rate)
+        self.rng.shuffle(pattern)
+        status.oc_pattern = tuple(pattern)
+        status.oc_until = now + (validity_ms if validity_ms > 0 else 500) / 1000.0
+        status.oc_seq = seq
+        return True
+
+    def _overload_skip(self, status: DestinationStatus, now: float | None) -> bool:
+        # ds_oc_skip: outside the validity window every call passes; inside
+        # it, the next slot of the drop pattern decides.
+        if now is None or status.oc_until < now or not status.oc_pattern:
+            return False
+        use = status.oc_pattern[status.oc_index]
+        status.oc_index = (status.oc_index + 1) % 100
+        return not use
+
+    def overload_list(self, setid: int) -> list[dict[str, object]]:
+        """Kamailio: ``dispatcher.oclist``: each destination's overload state."""
+        entry = self._set(setid)
+        return [
+            {
+                "URI": dest.uri,
+                "OCMIN": dest.attrs.ocmin,
+                "OCMAX": dest.attrs.ocmax,
+                "OCRATE": status.oc_rate,
+                "OCSEQ": status.oc_seq,
+                "OCUNTIL": status.oc_until,
+            }
+            for dest, status in zip(entry.array, entry.status, strict=True)
+        ]
 
     # -------------------------------------------------------- selection
     def select(
@@ -497,7 +664,7 @@ class Dispatcher:
         if alg == 13:
             return self._by_latency(entry, n, limit)
         user_only = bool(self.config.flags & DsFlags.HASH_USER_ONLY)
-        round_robin = alg == 4
+        round_robin = False
         if alg in (0, 1, 2, 3, 5):
             if request is None:
                 raise LocalProtocolError(f"algorithm {alg} needs the request")
@@ -508,9 +675,10 @@ class Dispatcher:
                 entry.last = (entry.last + 1) % nr
             else:
                 h = ds_get_hash(*keys)
-        elif alg == 4:
+        elif alg in (4, 64):
             h = entry.last
             entry.last = (entry.last + 1) % nr
+            round_robin = True
         elif alg == 6:
             h = self.rng.getrandbits(31)
         elif alg == 7:
@@ -540,7 +708,7 @@ class Dispatcher:
                     return empty
         else:
             raise LocalProtocolError(f"dispatcher algorithm {alg} is not implemented")
-        chosen = self._probe(entry, h % n, n)
+        chosen = self._probe(entry, h % n, n, now if alg == 64 else None)
         if chosen < 0:
             return empty
         if round_robin:
@@ -552,16 +720,24 @@ class Dispatcher:
             return Selection(entry.setid, 12, tuple(entry.array[chosen:end]))
         return self._selection(entry, alg, chosen, n, limit)
 
-    def _probe(self, entry: _Set, start: int, n: int) -> int:
-        # Hashing notes §4: linear towards higher indexes, wrapping.
+    def _probe(self, entry: _Set, start: int, n: int, overload_now: float | None = None) -> int:
+        # Hashing notes §4: linear towards higher indexes, wrapping. With
+        # alg 64 (overload_now set) a destination under overload control is
+        # also passed over for the calls its drop pattern sheds.
         status = entry.status
+
+        def unusable(j: int) -> bool:
+            return bool(status[j].state & _SKIP) or (
+                overload_now is not None and self._overload_skip(status[j], overload_now)
+            )
+
         i = start
-        while status[i].state & _SKIP:
+        while unusable(i):
             i = (i + 1) % n
             if i == start:
                 if n < len(entry.array):
                     default = len(entry.array) - 1
-                    return -1 if status[default].state & _SKIP else default
+                    return -1 if unusable(default) else default
                 return -1
         return i
 
@@ -601,7 +777,7 @@ class Dispatcher:
             if status.state & _SKIP:
                 ranked.append((-1, -1))
             else:
-                estimate = status.latency_estimate if status.latency_count else dest.attrs.latency
+                estimate = status.latency_estimate
                 latency = int(estimate - status.latency_average if dest.attrs.cc else estimate)
                 priority = dest.priority
                 handicap = latency // priority if latency > priority > 0 else 0
