@@ -39,7 +39,7 @@ from ._transaction import (
     TransactionKind,
     TransactionLayer,
 )
-from ._transport import Endpoint, Send, response_destination, stamp_received
+from ._transport import Endpoint, Send, is_ip_address, response_destination, stamp_received
 from ._uri import URI, AbsoluteURI, Params, SipURI, TelURI, parse_uri
 
 __all__ = [
@@ -89,6 +89,7 @@ __all__ = [
     "canonical_name",
     "core_hash",
     "events",
+    "is_ip_address",
     "make_ack",
     "make_cancel",
     "make_request",

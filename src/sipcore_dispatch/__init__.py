@@ -32,6 +32,7 @@ from ._dispatcher import (
 from ._glibc import GlibcRandom
 from ._keys import ds_get_hash, uri_hash_keys
 from ._loading import make_destination, parse_list, read_sqlite
+from ._management import DispatcherManagement, ManagementError, rpc_flags, rpc_state
 from ._prober import Probe, Prober, ProbeService, parse_reply_codes, reply_code_accepted
 from ._selection import Selection
 from .events import DestinationDown, DestinationUp
@@ -48,10 +49,12 @@ __all__ = [
     "DispatchError",
     "Dispatcher",
     "DispatcherConfig",
+    "DispatcherManagement",
     "DsFlags",
     "GlibcRandom",
     "ListError",
     "LoadMode",
+    "ManagementError",
     "Probe",
     "ProbeService",
     "Prober",
@@ -70,6 +73,8 @@ __all__ = [
     "read_sqlite",
     "relative_weight_slots",
     "reply_code_accepted",
+    "rpc_flags",
+    "rpc_state",
     "uri_hash_keys",
     "weight_slots",
 ]

@@ -493,6 +493,25 @@ class Dispatcher:
         status.state = DestinationState((old & ~STATES_ALL) | (new & STATES_ALL))
         return self._changed(entry, i, old)
 
+    def set_duid_state(
+        self, setid: int, duid: str, state: DestinationState | str
+    ) -> DestinationEvent | None:
+        """Kamailio: ``dispatcher.set_duid_state`` (``ds_reinit_duid_state``):
+        as :meth:`set_state` for the first destination (array order) whose
+        ``duid`` matches, case-insensitively."""
+        entry = self._set(setid)
+        lowered = duid.lower()
+        for dest in entry.array:
+            if dest.attrs.duid and dest.attrs.duid.lower() == lowered:
+                return self.set_state(setid, dest.uri, state)
+        raise UnknownDestination(f"no destination with duid {duid} in set {setid}")
+
+    def set_state_all(self, setid: int, state: DestinationState | str) -> list[DestinationEvent]:
+        """Kamailio: ``dispatcher.set_state <state> <set> all``
+        (``ds_reinit_state_all``)."""
+        events = [self.set_state(setid, dest.uri, state) for dest in self._set(setid).array]
+        return [e for e in events if e is not None]
+
     def mark_address(
         self, host: str, port: int | None, state: DestinationState | str, setid: int = -1
     ) -> list[DestinationEvent]:
