@@ -26,6 +26,9 @@ __all__ = ["DispatcherManagement", "ManagementError", "rpc_flags", "rpc_state"]
 
 S = DestinationState
 _MAX_EVENTS = 10_000
+# oclist's rows (the method named list() shadows the builtin inside the
+# class body, hence the alias).
+Rows = list[dict[str, Any]]
 
 
 class ManagementError(DispatchError):
@@ -260,7 +263,7 @@ class DispatcherManagement:
         hashid = ds_get_hash(val1.encode(), None if val2 is None else val2.encode())
         return {"hashid": hashid, "slot": hashid % nslots if nslots > 0 else 0}
 
-    def oclist(self, group: int) -> list[dict[str, Any]]:
+    def oclist(self, group: int) -> Rows:
         """Kamailio: ``dispatcher.oclist <group>``: overload-control state."""
         try:
             return self.dispatcher.overload_list(group)
