@@ -5,8 +5,11 @@ from __future__ import annotations
 
 import collections
 import random
+from collections.abc import Callable
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from sipcore import LocalProtocolError, ParseError, Request, make_request, parse_message
 from sipcore_dispatch import (
@@ -21,6 +24,7 @@ from sipcore_dispatch import (
     uri_hash_keys,
     weight_slots,
 )
+from sipcore_dispatch._keys import _uri_hash_keys
 
 NOTES_LIST = """\
 1 sip:127.0.0.1:5071 0 0
@@ -561,3 +565,23 @@ def test_rendezvous_honours_weights_and_gives_a_full_failover_order() -> None:
         assert abs(counts[uri] - share * 100_000) < 800, counts
     sel = d.rendezvous(1, "same", limit=2)
     assert len(sel) == 2 and sel.uris == d.rendezvous(1, "same").uris[:2]
+
+
+def _keys_or_error(fn: Callable[..., object], text: str, user_only: bool) -> object:
+    try:
+        return fn(text, user_only=user_only)
+    except ParseError as exc:
+        return ("ParseError", str(exc))
+
+
+@given(
+    st.text(st.sampled_from("sip:@;?[]5060.abc:/ \t=%x9"), max_size=30).map(lambda t: "sip:" + t)
+    | st.text(st.sampled_from("sips:@;?[]5060.ab:\r\n"), max_size=30),
+    st.booleans(),
+)
+def test_uri_key_fast_path_agrees_with_the_general_split(text: str, user_only: bool) -> None:
+    # The fast path for sip:user@host[:port] must be invisible: same keys,
+    # same errors, for any text at all.
+    assert _keys_or_error(uri_hash_keys, text, user_only) == _keys_or_error(
+        _uri_hash_keys, text, user_only
+    )

@@ -9,6 +9,7 @@ cookie written by Kamailio be used here, and the other way round.
 
 from __future__ import annotations
 
+import functools
 from typing import Final
 
 __all__ = ["core_hash"]
@@ -21,7 +22,49 @@ def _signed(byte: int) -> int:
     return byte - 256 if byte > 127 else byte
 
 
+_WIDE: Final = (1 << 64) - 1
+
+
+@functools.lru_cache(maxsize=1024)
+def _masks(words: int) -> tuple[int, int]:
+    # For a key of ``words`` 32-bit words read as one big integer: the mask
+    # that keeps the low 29 bits of every word (so ``x >> 3`` does not leak
+    # bits across words) and the one that keeps every other word.
+    ones32 = ((1 << (32 * words)) - 1) // 0xFFFFFFFF
+    ones64 = ((1 << (64 * ((words + 1) // 2))) - 1) // _WIDE
+    return ones32 * 0x1FFFFFFF, ones64 * 0xFFFFFFFF
+
+
+_PAD: Final = (b"", b"\0\0\0", b"\0\0", b"\0")
+
+
+def _words(key: bytes) -> bytes:
+    # The tail of 1-3 bytes is hashed as the low bytes of one more word:
+    # zero bytes put in front of it make it a whole word with that value.
+    tail = len(key) & 3
+    if not tail:
+        return key
+    end = len(key) - tail
+    return key[:end] + _PAD[tail] + key[end:]
+
+
+def _sum_ascii(data: bytes) -> int:
+    # ``data`` is whole words and none of its bytes is negative as a C char,
+    # so the words are the big-endian digits of one integer. ``v ^ (v >> 3)``
+    # is done on all of them at once; adding the odd words onto the even
+    # ones makes digits of base 2**64 that cannot overflow, and a number's
+    # remainder modulo 2**64 - 1 is the sum of those digits (exact below
+    # 2**31 words).
+    if not data:
+        return 0
+    x = int.from_bytes(data, "big")
+    keep29, alternate = _masks(len(data) >> 2)
+    z = x ^ ((x >> 3) & keep29)
+    return ((z & alternate) + ((z >> 32) & alternate)) % _WIDE
+
+
 def _mix(h: int, key: bytes) -> int:
+    # The C loop read literally, for keys with bytes above 0x7f.
     n = len(key)
     end = n - n % 4
     for i in range(0, end, 4):
@@ -47,8 +90,12 @@ def core_hash(key1: bytes, key2: bytes | None = None, size: int = 0) -> int:
     >>> core_hash(b"a84b4c76e66710@pc33.atlanta.com", size=4096) < 4096
     True
     """
-    h = _mix(0, key1)
-    if key2 is not None:
-        h = _mix(h, key2)
+    data = _words(key1) if key2 is None else _words(key1) + _words(key2)
+    if data.isascii():
+        h = _sum_ascii(data) & _MASK
+    else:
+        h = _mix(0, key1)
+        if key2 is not None:
+            h = _mix(h, key2)
     h = (h + (h >> 11) + (h >> 13) + (h >> 23)) & _MASK
     return h & (size - 1) if size else h

@@ -70,6 +70,8 @@ class DestinationState(enum.IntFlag):
         return bool(self & (DestinationState.INACTIVE | DestinationState.DISABLED))
 
 
+_SKIPPED_BITS = int(DestinationState.INACTIVE | DestinationState.DISABLED)
+
 #: Kamailio: ``DS_STATES_ALL``, the bits a state change replaces.
 STATES_ALL = DestinationState(31)
 
@@ -247,10 +249,12 @@ class DestinationStatus:
     relative weight (the list's, lowered by congestion control). The
     ``oc_*`` fields are alg 64's overload-control state: the rate in force,
     its 100-slot drop pattern, the slot pointer, until when it holds and
-    the last sequence number applied.
+    the last sequence number applied. ``bits`` holds the state as a plain
+    int (what selection tests on its hot path); :attr:`state` is the same
+    as a :class:`DestinationState`.
     """
 
-    state: DestinationState
+    bits: int = attrs.field(converter=int)
     message_count: int = 0
     load: int = 0
     latency_average: float = 0.0
@@ -269,6 +273,14 @@ class DestinationStatus:
     oc_until: float = 0.0
     oc_seq: int = 0
 
+    @property
+    def state(self) -> DestinationState:
+        return DestinationState(self.bits)
+
+    @state.setter
+    def state(self, value: DestinationState) -> None:
+        self.bits = int(value)
+
     def reset_latency(self, initial: int | None) -> None:
         """Kamailio: ``latency_stats_init``: a ``latency`` attribute starts
         the statistics as if trained (10,000 samples at that value)."""
@@ -283,4 +295,4 @@ class DestinationStatus:
 
     @property
     def usable(self) -> bool:
-        return not self.state.skipped
+        return not self.bits & _SKIPPED_BITS

@@ -19,7 +19,7 @@ from collections.abc import Iterable, Sequence
 
 import attrs
 
-from sipcore import LocalProtocolError, Request
+from sipcore import LocalProtocolError, Request, core_hash
 
 from ._config import DispatcherConfig, DsFlags
 from ._destination import (
@@ -38,7 +38,7 @@ from .events import DestinationDown, DestinationEvent, DestinationUp
 
 __all__ = ["ALGORITHMS", "Dispatcher", "array_order"]
 
-_SKIP = DestinationState.INACTIVE | DestinationState.DISABLED
+_SKIP = int(DestinationState.INACTIVE | DestinationState.DISABLED)
 
 #: Algorithm numbers implemented, with Kamailio's names.
 ALGORITHMS: dict[int, str] = {
@@ -198,11 +198,22 @@ class Dispatcher:
     def __init__(
         self, config: DispatcherConfig | None = None, *, rng: random.Random | None = None
     ) -> None:
-        self.config = config or DispatcherConfig()
+        self._config = config or DispatcherConfig()
+        self._user_only = bool(int(self._config.flags) & DsFlags.HASH_USER_ONLY.value)
         self.rng = rng if rng is not None else random.Random()
         self._sets: dict[int, _Set] = {}
         self._load: dict[str, _Load] = {}
         self._order = 0
+
+    @property
+    def config(self) -> DispatcherConfig:
+        return self._config
+
+    @config.setter
+    def config(self, value: DispatcherConfig) -> None:
+        # Selection reads the flags on every call: keep them as a plain bool.
+        self._config = value
+        self._user_only = bool(int(value.flags) & DsFlags.HASH_USER_ONLY.value)
 
     # ----------------------------------------------------------- loading
     def load(
@@ -381,7 +392,7 @@ class Dispatcher:
         if entry is None:
             return False
         return any(
-            not s.state & _SKIP and (uri is None or d.uri == uri)
+            not s.bits & _SKIP and (uri is None or d.uri == uri)
             for d, s in zip(entry.array, entry.status, strict=True)
         )
 
@@ -430,7 +441,7 @@ class Dispatcher:
                     continue
                 if dest.port is not None and port is not None and dest.port != port:
                     continue
-                if active_only and s.state & _SKIP:
+                if active_only and s.bits & _SKIP:
                     continue
                 return dest
         return None
@@ -532,7 +543,7 @@ class Dispatcher:
     def _changed(self, entry: _Set, i: int, old: DestinationState) -> DestinationEvent | None:
         status = entry.status[i]
         dest = entry.array[i]
-        was, now = bool(old & _SKIP), bool(status.state & _SKIP)
+        was, now = bool(old & _SKIP), bool(status.bits & _SKIP)
         if was != now and status.rweight > 0:
             self._reinit_rweights(entry)
         if not was and now:
@@ -674,20 +685,23 @@ class Dispatcher:
         """
         if limit is not None and limit < 1:
             raise LocalProtocolError("limit must be at least 1")
-        entry = self._set(setid)
+        entry = self._sets.get(setid)
+        if entry is None:
+            raise UnknownDestination(f"destination set {setid} not found")
         nr = len(entry.array)
-        empty = Selection(setid, alg)
         if nr == 0:
-            return empty
-        n = nr - 1 if self.config.use_default and nr > 1 else nr
+            return Selection(setid, alg)
+        n = nr - 1 if self._config.use_default and nr > 1 else nr
         if alg == 13:
             return self._by_latency(entry, n, limit)
-        user_only = bool(self.config.flags & DsFlags.HASH_USER_ONLY)
         round_robin = False
-        if alg in (0, 1, 2, 3, 5):
+        if alg == 0 and request is not None:
+            # The most used algorithm, without the general key dispatch.
+            h = core_hash(request.call_id.strip(" \t\r\n").encode()) or 1
+        elif alg in (0, 1, 2, 3, 5):
             if request is None:
                 raise LocalProtocolError(f"algorithm {alg} needs the request")
-            keys = request_keys(request, alg, user_only=user_only)
+            keys = request_keys(request, alg, user_only=self._user_only)
             if keys is None:  # alg 5 without credentials: round-robin
                 round_robin = True
                 h = entry.last
@@ -706,7 +720,7 @@ class Dispatcher:
             # ds_hash_pvar: the key trimmed; an empty one fails the selection.
             data = (key.encode() if isinstance(key, str) else key).strip(b" \t\r\n")
             if not data:
-                return empty
+                return Selection(setid, alg)
             h = ds_get_hash(data)
         elif alg in (8, 12):
             h = 0
@@ -724,12 +738,17 @@ class Dispatcher:
             else:
                 h = self._least_loaded(entry, request, now)
                 if h < 0:
-                    return empty
+                    return Selection(setid, alg)
         else:
             raise LocalProtocolError(f"dispatcher algorithm {alg} is not implemented")
-        chosen = self._probe(entry, h % n, n, now if alg == 64 else None)
-        if chosen < 0:
-            return empty
+        start = h % n
+        status = entry.status
+        if alg != 64 and not status[start].bits & _SKIP:
+            chosen = start  # the common case: the hashed-to one is usable
+        else:
+            chosen = self._probe(entry, start, n, now if alg == 64 else None)
+            if chosen < 0:
+                return Selection(setid, alg)
         if round_robin:
             entry.last = (chosen + 1) % nr
         if alg == 12:
@@ -746,7 +765,7 @@ class Dispatcher:
         status = entry.status
 
         def unusable(j: int) -> bool:
-            return bool(status[j].state & _SKIP) or (
+            return bool(status[j].bits & _SKIP) or (
                 overload_now is not None and self._overload_skip(status[j], overload_now)
             )
 
@@ -766,6 +785,8 @@ class Dispatcher:
         # ds_manage_routes_fill_xavp: the chosen one, those after it, those
         # before it (skipping unusable ones and the reserved default), then
         # the default if the limit leaves room for it.
+        if limit == 1:
+            return Selection(entry.setid, alg, (entry.array[chosen],))
         order = [chosen]
         status = entry.status
         array = entry.array
@@ -773,7 +794,7 @@ class Dispatcher:
         for i in itertools.chain(range(chosen + 1, n), range(0, min(chosen, n))):
             if len(order) >= cap:
                 break
-            if status[i].state & _SKIP:
+            if status[i].bits & _SKIP:
                 continue
             if alg == 10 and array[i].attrs.maxload and status[i].load >= array[i].attrs.maxload:
                 continue
@@ -793,7 +814,7 @@ class Dispatcher:
         z = entry.last
         for _ in range(nr):
             dest, status = entry.array[z], entry.status[z]
-            if status.state & _SKIP:
+            if status.bits & _SKIP:
                 ranked.append((-1, -1))
             else:
                 estimate = status.latency_estimate
@@ -833,7 +854,7 @@ class Dispatcher:
         self.load_unset(call_id)  # a re-selected call is counted once
         best, least = -1, 2**31 - 1
         for j, (dest, s) in enumerate(zip(entry.array, entry.status, strict=True)):
-            if s.state & _SKIP:
+            if s.bits & _SKIP:
                 continue
             if dest.attrs.maxload and s.load >= dest.attrs.maxload:
                 continue
@@ -930,7 +951,7 @@ class Dispatcher:
         data = key.encode() if isinstance(key, str) else key
         scored: list[tuple[float, int]] = []
         for i, (dest, s) in enumerate(zip(entry.array, entry.status, strict=True)):
-            if s.state & _SKIP:
+            if s.bits & _SKIP:
                 continue
             salt = hashlib.blake2b(dest.uri.encode(), digest_size=32).digest()
             digest = hashlib.blake2b(data, digest_size=8, key=salt).digest()

@@ -8,12 +8,15 @@ zero result mapped to 1). It reads messages; it never changes them.
 
 from __future__ import annotations
 
+import re
+
 from sipcore import ParseError, Request, core_hash
 
 __all__ = ["ds_get_hash", "uri_hash_keys"]
 
 # Kamailio's trim(): space, tab, CR and LF only.
 _TRIM = " \t\r\n"
+_SIMPLE_SIP = re.compile(r"sip:(?:([^:@;?\[\s]*)@)?([^:@;?\[\s]+)(?::([0-9]{1,5}))?", re.ASCII)
 
 
 def ds_get_hash(key1: bytes | None, key2: bytes | None = None) -> int:
@@ -46,6 +49,25 @@ def uri_hash_keys(text: str, *, user_only: bool = False) -> tuple[bytes | None, 
     >>> uri_hash_keys("sips:a@h:5061;user=phone")
     (b'a', b'h:5061')
     """
+    # The shape nearly every request has, ``sip:user@host`` with an optional
+    # port and no parameters, headers, password or IPv6 reference, is split
+    # by one match of a pattern whose parts cannot overlap (no
+    # backtracking); anything else takes the general path, which handles
+    # every case (this one too, identically: a test holds them together).
+    match = _SIMPLE_SIP.fullmatch(text)
+    if match is not None:
+        user, host, port = match.groups()
+        if port is None or int(port) <= 65535:
+            key1 = None if user is None else user.encode()
+            if user_only:
+                return key1, None
+            if port is not None and int(port) != 5060:
+                return key1, f"{host}:{port}".encode()
+            return key1, host.encode()
+    return _uri_hash_keys(text, user_only=user_only)
+
+
+def _uri_hash_keys(text: str, *, user_only: bool = False) -> tuple[bytes | None, bytes | None]:
     uri = text.strip(_TRIM)
     scheme, colon, rest = uri.partition(":")
     if not colon or not scheme:
