@@ -202,6 +202,30 @@ def test_hash_algorithms_pick_what_kamailio_picks(
         assert d.select(setid, alg, r).current == array[expected]
 
 
+def test_bytes_that_are_not_utf8_are_hashed_as_they_came() -> None:
+    # sipcore keeps a byte that is not UTF-8 (0xE9 is Latin-1 "e acute") as
+    # a surrogate escape; Kamailio hashes the bytes it received, and so must
+    # selection, rather than fail to encode them.
+    raw = (
+        bytes(request())
+        .replace(b"a84b4c76e66710@pc33.atlanta.com", b"caf\xe9")
+        .replace(b"sip:alice@", b"sip:al\xe9@")
+        .replace(b"INVITE sip:bob@", b"INVITE sip:b\xf6b@")
+    )
+    r = parse_message(raw)
+    assert isinstance(r, Request)
+    assert uri_hash_keys(r.from_.uri_text) == (b"al\xe9", b"atlanta.com")
+    d = loaded()
+    for alg, keys in (
+        (0, (b"caf\xe9",)),
+        (1, (b"al\xe9", b"atlanta.com")),
+        (3, (b"b\xf6b", b"biloxi.com")),
+    ):
+        expected = notes_pick(notes_hash(*keys), [False] * 4)
+        assert expected is not None
+        assert d.select(1, alg, r).current == d.destinations(1)[expected]
+
+
 def test_rewritten_request_uri_is_the_one_hashed() -> None:
     d = loaded()
     r = make_request(

@@ -19,6 +19,12 @@ _TRIM = " \t\r\n"
 _SIMPLE_SIP = re.compile(r"sip:(?:([^:@;?\[\s]*)@)?([^:@;?\[\s]+)(?::([0-9]{1,5}))?", re.ASCII)
 
 
+def _octets(text: str) -> bytes:
+    # The bytes as they came: sipcore decodes messages as UTF-8 with
+    # surrogateescape, and Kamailio hashes whatever bytes it got.
+    return text.encode("utf-8", "surrogateescape")
+
+
 def ds_get_hash(key1: bytes | None, key2: bytes | None = None) -> int:
     """Kamailio: ``ds_get_hash()``; an absent key contributes nothing.
 
@@ -117,8 +123,8 @@ def _uri_hash_keys(text: str, *, user_only: bool = False) -> tuple[bytes | None,
             raise ParseError(f"bad port in {text!r}")
         if int(port_text) != default:
             key2 = f"{host}:{port_text}"
-    key1 = None if user is None else user.encode()
-    return key1, None if user_only else key2.encode()
+    key1 = None if user is None else _octets(user)
+    return key1, None if user_only else _octets(key2)
 
 
 def request_keys(
@@ -126,7 +132,7 @@ def request_keys(
 ) -> tuple[bytes | None, bytes | None] | None:
     """The keys alg 0-3 and 5 hash, or None for alg 5 without credentials."""
     if alg == 0:
-        return request.call_id.strip(_TRIM).encode(), None
+        return _octets(request.call_id.strip(_TRIM)), None
     if alg == 1:
         return uri_hash_keys(request.from_.uri_text, user_only=user_only)
     if alg == 2:
@@ -150,5 +156,5 @@ def _auth_user(request: Request) -> tuple[bytes | None, bytes | None] | None:
         if not creds:
             continue
         user = (creds[0].username or "").split("@", 1)[0].strip(_TRIM)
-        return (user.encode(), None) if user else None
+        return (_octets(user), None) if user else None
     return None

@@ -1,12 +1,13 @@
 """A real Kamailio with the dialog module on 127.0.0.1, and a JSON-RPC client.
 
 This module owns the kamailio.cfg of the dialog reference check, starting one
-kamailio in the foreground with every file in a directory the test owns
-(``-DD -E -Y RUNDIR -w RUNDIR``, no core files), waiting for it boundedly by
-probing its JSON-RPC socket, stopping it by PID (SIGTERM, then SIGKILL to
-its process group), and :class:`JsonRpcClient`, which speaks JSON-RPC 2.0
-over the ``jsonrpcs`` datagram socket. It must not touch system paths,
-system services or any kamailio it did not start.
+kamailio in the foreground (with that cfg or one a test renders itself) with
+every file in a directory the test owns (``-DD -E -Y RUNDIR -w RUNDIR``, no
+core files), waiting for it boundedly by probing its JSON-RPC socket,
+stopping it by PID (SIGTERM, then SIGKILL to its process group), and
+:class:`JsonRpcClient`, which speaks JSON-RPC 2.0 over the ``jsonrpcs``
+datagram socket. It must not touch system paths, system services or any
+kamailio it did not start.
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ import signal
 import socket
 import subprocess
 import time
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -133,8 +135,10 @@ def find_kamailio() -> str | None:
     return found
 
 
-def missing_modules(modules_dir: Path = MODULES_DIR) -> list[str]:
-    return [name for name in REQUIRED_MODULES if not (modules_dir / f"{name}.so").exists()]
+def missing_modules(
+    modules_dir: Path = MODULES_DIR, names: Sequence[str] = REQUIRED_MODULES
+) -> list[str]:
+    return [name for name in names if not (modules_dir / f"{name}.so").exists()]
 
 
 def render_config(
@@ -312,24 +316,50 @@ class _PortTaken(AssertionError):
 # taken between choosing it and kamailio binding it (see free_udp_port).
 PORT_RETRIES = 5
 
+#: A test's own kamailio.cfg: rendered for (port, rpc_socket, ctl_socket).
+RenderConfig = Callable[[int, Path, Path], str]
+
 
 def start_kamailio(
     binary: str,
     rundir: Path,
     *,
     port: int,
-    uas: tuple[str, int],
+    uas: tuple[str, int] | None = None,
+    config: RenderConfig | None = None,
+    ready_method: str = "dlg.stats_active",
     startup_timeout: float = STARTUP_TIMEOUT,
 ) -> Kamailio:
     """Write the cfg into ``rundir``, start kamailio there and wait (bounded)
-    until its JSON-RPC socket answers. The port is free when chosen, but
-    another socket (a test's own, bound to port 0) may take it before
-    kamailio binds it: then the start is tried again on a new port, at most
-    ``PORT_RETRIES`` times. Use ``kamailio.address`` for where it listens."""
+    until its JSON-RPC socket answers ``ready_method``. The cfg is the
+    dialog check's, relaying to ``uas``, unless ``config`` renders another
+    (it must set up the ``jsonrpcs`` and ``ctl`` sockets it is given). The
+    port is free when chosen, but another socket (a test's own, bound to
+    port 0) may take it before kamailio binds it: then the start is tried
+    again on a new port, at most ``PORT_RETRIES`` times. Use
+    ``kamailio.address`` for where it listens."""
+    if config is None:
+        if uas is None:
+            raise ValueError("start_kamailio needs uas= for the dialog cfg, or config=")
+        dialog_uas = uas
+
+        def render(port: int, rpc_socket: Path, ctl_socket: Path) -> str:
+            return render_config(
+                port=port, uas=dialog_uas, rpc_socket=rpc_socket, ctl_socket=ctl_socket
+            )
+
+        config = render
     taken = {port}
     for attempt in range(PORT_RETRIES + 1):
         try:
-            return _launch(binary, rundir, port=port, uas=uas, startup_timeout=startup_timeout)
+            return _launch(
+                binary,
+                rundir,
+                port=port,
+                config=config,
+                ready_method=ready_method,
+                startup_timeout=startup_timeout,
+            )
         except _PortTaken:
             if attempt == PORT_RETRIES:
                 raise
@@ -342,7 +372,8 @@ def _launch(
     rundir: Path,
     *,
     port: int,
-    uas: tuple[str, int],
+    config: RenderConfig,
+    ready_method: str,
     startup_timeout: float,
 ) -> Kamailio:
     rundir.mkdir(parents=True, exist_ok=True)
@@ -350,9 +381,9 @@ def _launch(
     ctl_socket = rundir / "kamailio_ctl.sock"
     for stale in (rpc_socket, ctl_socket):  # left by an attempt on a taken port
         stale.unlink(missing_ok=True)
-    config = render_config(port=port, uas=uas, rpc_socket=rpc_socket, ctl_socket=ctl_socket)
+    text = config(port, rpc_socket, ctl_socket)
     config_file = rundir / "kamailio.cfg"
-    config_file.write_text(config, encoding="utf-8")
+    config_file.write_text(text, encoding="utf-8")
     log_file = rundir / "kamailio.log"
     command = [
         binary,
@@ -375,7 +406,7 @@ def _launch(
         process=process,
         rundir=rundir,
         port=port,
-        config=config,
+        config=text,
         log_file=log_file,
         rpc=JsonRpcClient(rpc_socket, rundir / "client_rpc.sock", timeout=0.5),
     )
@@ -391,7 +422,7 @@ def _launch(
                 )
             if rpc_socket.exists():
                 with contextlib.suppress(RpcError):
-                    kamailio.rpc.call("dlg.stats_active")
+                    kamailio.rpc.call(ready_method)
                     break
             if time.monotonic() > deadline:
                 raise AssertionError(
