@@ -599,7 +599,9 @@ def _keys_or_error(fn: Callable[..., object], text: str, user_only: bool) -> obj
 
 
 @given(
-    st.text(st.sampled_from("sip:@;?[]5060.abc:/ \t=%x9"), max_size=30).map(lambda t: "sip:" + t)
+    st.text(st.sampled_from("sip:@;?[]5060.abc:/ \t=%x9\udce9é"), max_size=30).map(
+        lambda t: "sip:" + t
+    )
     | st.text(st.sampled_from("sips:@;?[]5060.ab:\r\n"), max_size=30),
     st.booleans(),
 )

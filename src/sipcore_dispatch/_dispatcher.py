@@ -697,7 +697,7 @@ class Dispatcher:
         round_robin = False
         if alg == 0 and request is not None:
             # The most used algorithm, without the general key dispatch.
-            h = core_hash(request.call_id.strip(" \t\r\n").encode()) or 1
+            h = core_hash(request.call_id.strip(" \t\r\n").encode("utf-8", "surrogateescape")) or 1
         elif alg in (0, 1, 2, 3, 5):
             if request is None:
                 raise LocalProtocolError(f"algorithm {alg} needs the request")
@@ -718,7 +718,9 @@ class Dispatcher:
             if key is None:
                 raise LocalProtocolError("algorithm 7 needs key=")
             # ds_hash_pvar: the key trimmed; an empty one fails the selection.
-            data = (key.encode() if isinstance(key, str) else key).strip(b" \t\r\n")
+            data = (key.encode("utf-8", "surrogateescape") if isinstance(key, str) else key).strip(
+                b" \t\r\n"
+            )
             if not data:
                 return Selection(setid, alg)
             h = ds_get_hash(data)
