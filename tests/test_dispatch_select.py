@@ -611,3 +611,19 @@ def test_uri_key_fast_path_agrees_with_the_general_split(text: str, user_only: b
     assert _keys_or_error(uri_hash_keys, text, user_only) == _keys_or_error(
         _uri_hash_keys, text, user_only
     )
+
+
+def test_a_folded_call_id_is_hashed_as_received() -> None:
+    raw = (
+        b"INVITE sip:b@h SIP/2.0\r\nVia: SIP/2.0/UDP h;branch=z9hG4bK1\r\n"
+        b"Call-ID: abc\r\n def\r\nCSeq: 1 INVITE\r\nFrom: <sip:a@h>;tag=1\r\nTo: <sip:b@h>\r\n"
+        b"Content-Length: 0\r\n\r\n"
+    )
+    request = parse_message(raw)
+    assert isinstance(request, Request)
+    d = Dispatcher()
+    d.load_list("".join(f"1 sip:10.0.0.{i}\n" for i in range(1, 8)))
+    n = len(d.destinations(1))
+    expected = d.destinations(1)[ds_get_hash(b"abc\r\n def") % n]
+    assert d.select(1, 0, request).current == expected
+    assert ds_get_hash(b"abc\r\n def") % n != ds_get_hash(b"abc def") % n  # it matters here

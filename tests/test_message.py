@@ -453,3 +453,15 @@ def test_a_bad_via_ttl_is_a_parse_error(ttl: str) -> None:
     via = sipcore.Via("UDP", "192.0.2.1", 5060, sipcore.Params((("ttl", ttl),)))
     with pytest.raises(sipcore.ParseError):
         via.ttl  # noqa: B018
+
+
+def test_raw_value_keeps_folding_and_trims_the_ends() -> None:
+    raw = (
+        b"OPTIONS sip:a@b SIP/2.0\r\nVia: SIP/2.0/UDP h;branch=z9hG4bK1\r\n"
+        b"i:  abc\r\n\tdef \r\nCSeq: 1 OPTIONS\r\nFrom: <sip:a@b>;tag=1\r\nTo: <sip:a@b>\r\n"
+        b"Content-Length: 0\r\n\r\n"
+    )
+    msg = parse_message(raw)
+    assert msg.raw_value("Call-ID") == "abc\r\n\tdef"
+    assert msg.call_id == "abc def"
+    assert msg.raw_value("Subject") is None

@@ -305,6 +305,18 @@ class Message:
         values = self.get_all(name)
         return values[0] if values else None
 
+    def raw_value(self, name: str) -> str | None:
+        """The first header of that name's value exactly as received: after
+        the colon, trimmed of space, tab, CR and LF at both ends, with any
+        line folding kept (Kamailio hashes a header body so; ``call_id``
+        and :meth:`get` give the unfolded value)."""
+        keys = self._keys
+        key = _key_of(name)
+        if key not in keys:
+            return None
+        line = self._lines[keys.index(key)]
+        return line[line.find(":") + 1 :].strip(" \t\r\n")
+
     def get_all(self, name: str) -> list[str]:
         """Every value of a header, in order; list headers are split on the
         commas their grammar allows (never inside quotes or ``<...>``)."""

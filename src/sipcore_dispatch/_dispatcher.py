@@ -31,7 +31,7 @@ from ._destination import (
     UnknownDestination,
     parse_state,
 )
-from ._keys import ds_get_hash, request_keys
+from ._keys import call_id_key, ds_get_hash, request_keys
 from ._loading import make_destination, parse_list, read_sqlite
 from ._selection import Selection
 from .events import DestinationDown, DestinationEvent, DestinationUp
@@ -697,7 +697,7 @@ class Dispatcher:
         round_robin = False
         if alg == 0 and request is not None:
             # The most used algorithm, without the general key dispatch.
-            h = core_hash(request.call_id.strip(" \t\r\n").encode("utf-8", "surrogateescape")) or 1
+            h = core_hash(call_id_key(request)) or 1
         elif alg in (0, 1, 2, 3, 5):
             if request is None:
                 raise LocalProtocolError(f"algorithm {alg} needs the request")

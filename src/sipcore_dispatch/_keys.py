@@ -127,12 +127,22 @@ def _uri_hash_keys(text: str, *, user_only: bool = False) -> tuple[bytes | None,
     return key1, None if user_only else _octets(key2)
 
 
+def call_id_key(request: Request) -> bytes:
+    """What alg 0 hashes: the Call-ID as received, folds and all (Kamailio
+    hashes the header body, not an unfolded copy), trimmed."""
+    raw = request.raw_value("Call-ID")
+    if not raw:
+        # Missing or empty: the ParseError the accessor gives for it.
+        raw = request.call_id
+    return _octets(raw)
+
+
 def request_keys(
     request: Request, alg: int, *, user_only: bool = False
 ) -> tuple[bytes | None, bytes | None] | None:
     """The keys alg 0-3 and 5 hash, or None for alg 5 without credentials."""
     if alg == 0:
-        return _octets(request.call_id.strip(_TRIM)), None
+        return call_id_key(request), None
     if alg == 1:
         return uri_hash_keys(request.from_.uri_text, user_only=user_only)
     if alg == 2:

@@ -27,9 +27,8 @@ Compared, selection by selection:
 each test ``dispatcher.list`` must show the same arrays and states as
 sipcore holds.
 
-One difference is known and kept as a strict xfail: a folded Call-ID
-(a line break inside the header value), which Kamailio hashes as received
-and sipcore unfolds first.
+A folded Call-ID (a line break inside the header value) is hashed as
+received, fold included, by both.
 """
 
 from __future__ import annotations
@@ -765,15 +764,6 @@ def test_weight_based_blocks_of_100_match_kamailio(
 FOLDED_CALL_IDS = ("abc\r\n def", "abc\r\n\tdefgh", "f81d4fae-7dec-11d0\r\n  -a765@192.0.2.4")
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=AssertionError,
-    reason=(
-        "Kamailio hashes a folded Call-ID as received, line break and indent "
-        "included; sipcore's Request.call_id is the unfolded value (one SP "
-        "per fold) and sipcore has no public way to the raw header text"
-    ),
-)
 def test_folded_call_id_hashes_as_kamailio_does(
     kamailio_for: Callable[[DsFlags], Kamailio],
 ) -> None:
