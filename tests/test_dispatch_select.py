@@ -627,3 +627,46 @@ def test_a_folded_call_id_is_hashed_as_received() -> None:
     expected = d.destinations(1)[ds_get_hash(b"abc\r\n def") % n]
     assert d.select(1, 0, request).current == expected
     assert ds_get_hash(b"abc\r\n def") % n != ds_get_hash(b"abc def") % n  # it matters here
+
+
+PRIORITY_LIST = (
+    "4 sip:p10a 0 10\n4 sip:p10b 0 10\n4 sip:p10c 0 10\n"
+    "4 sip:p5a 0 5 weight=30\n4 sip:p5b 0 5 weight=10\n4 sip:p0 0 0\n"
+)
+
+
+def test_alg_14_round_robins_within_the_top_priority_then_goes_serial() -> None:
+    d = Dispatcher()
+    d.load_list(PRIORITY_LIST)
+    firsts = [d.select(4, 14).uris[0] for _ in range(6)]
+    top = sorted(set(firsts))
+    assert top == ["sip:p10a", "sip:p10b", "sip:p10c"]
+    assert firsts[:3] == firsts[3:]  # a strict rotation
+    full = d.select(4, 14).uris
+    assert set(full[:3]) == set(top) and full[3:] == ("sip:p5b", "sip:p5a", "sip:p0")
+    assert d.select(4, 14, limit=2).uris == full[1:3]  # the next turn, capped
+    # The top level gone, the next level takes over.
+    for uri in top:
+        d.mark(4, uri, "i")
+    assert {d.select(4, 14).uris[0] for _ in range(4)} == {"sip:p5a", "sip:p5b"}
+
+
+def test_alg_15_prefers_the_lowest_priority_value_and_splits_by_weight() -> None:
+    d = Dispatcher(rng=random.Random(3))
+    d.load_list(PRIORITY_LIST)
+    assert {d.select(4, 15).uris[0] for _ in range(50)} == {"sip:p0"}
+    d.mark(4, "sip:p0", "i")
+    counts = collections.Counter(d.select(4, 15).uris[0] for _ in range(20_000))
+    assert set(counts) == {"sip:p5a", "sip:p5b"}
+    # weight 30 against 10: 75% of first picks, within statistical bounds
+    # (about 0.3% standard deviation at 20,000 draws).
+    assert abs(counts["sip:p5a"] / 20_000 - 0.75) < 0.015
+    full = d.select(4, 15).uris
+    assert set(full[:2]) == {"sip:p5a", "sip:p5b"}
+    assert set(full[2:]) == {"sip:p10a", "sip:p10b", "sip:p10c"} and len(full) == 5
+    # Without weights a level is split evenly.
+    d.mark(4, "sip:p5a", "i")
+    d.mark(4, "sip:p5b", "i")
+    even = collections.Counter(d.select(4, 15).uris[0] for _ in range(30_000))
+    for uri in ("sip:p10a", "sip:p10b", "sip:p10c"):
+        assert abs(even[uri] / 30_000 - 1 / 3) < 0.015

@@ -56,6 +56,8 @@ ALGORITHMS: dict[int, str] = {
     11: "relative weight",
     12: "parallel",
     13: "latency optimised",
+    14: "round-robin within the top priority, then serial",
+    15: "priority and weight, DNS SRV style",
     64: "round-robin with overload control (RFC 7339)",
 }
 
@@ -84,6 +86,7 @@ class _Set:
     last: int = 0
     wlast: int = 0
     rwlast: int = 0
+    prlast: int = 0  # alg 14's round-robin counter within the top priority
     wlist: list[int] = attrs.Factory(lambda: [0] * 100)
     rwlist: list[int] = attrs.Factory(lambda: [0] * 100)
 
@@ -132,6 +135,17 @@ def latency_sample(status: DestinationStatus, latency: int, config: DispatcherCo
     else:
         alpha = config.ds_latency_estimator_alpha
         status.latency_estimate = status.latency_estimate * alpha + latency * (1 - alpha)
+
+
+def _draw(weights: Sequence[int], u: float) -> int:
+    """The index ``u`` (uniform in [0, 1)) falls on, each index owning a
+    share of the line in proportion to its weight."""
+    point = u * sum(weights)
+    for index, weight in enumerate(weights):
+        point -= weight
+        if point < 0:
+            return index
+    return len(weights) - 1  # u * sum rounded up to the sum
 
 
 def _shuffle(table: list[int], rng: random.Random) -> None:
@@ -694,6 +708,10 @@ class Dispatcher:
         n = nr - 1 if self._config.use_default and nr > 1 else nr
         if alg == 13:
             return self._by_latency(entry, n, limit)
+        if alg == 14:
+            return self._round_robin_top_priority(entry, n, limit)
+        if alg == 15:
+            return self._priority_weight(entry, n, limit)
         round_robin = False
         if alg == 0 and request is not None:
             # The most used algorithm, without the general key dispatch.
@@ -846,6 +864,53 @@ class Dispatcher:
         elif default >= 0 and chosen != default and len(order) < cap:
             order.append(default)  # Kamailio adds it without looking at its state
         return Selection(entry.setid, 13, tuple(entry.array[i] for i in order))
+
+    def _usable_default(self, entry: _Set, n: int) -> list[int]:
+        # With use_default the reserved last entry closes every list.
+        default = len(entry.array) - 1
+        if n < len(entry.array) and not entry.status[default].bits & _SKIP:
+            return [default]
+        return []
+
+    def _round_robin_top_priority(self, entry: _Set, n: int, limit: int | None) -> Selection:
+        # Alg 14 (beyond Kamailio 5.6): round-robin over the usable
+        # destinations of the highest priority; the failover list walks the
+        # rest of that level from there, then every lower level in array
+        # (priority) order, then the default.
+        usable = [i for i in range(n) if not entry.status[i].bits & _SKIP]
+        order: list[int] = []
+        if usable:
+            top = entry.array[usable[0]].priority
+            level = [i for i in usable if entry.array[i].priority == top]
+            k = entry.prlast % len(level)
+            entry.prlast = (k + 1) % len(level)
+            order = level[k:] + level[:k] + [i for i in usable if entry.array[i].priority != top]
+        order += self._usable_default(entry, n)
+        cap = len(order) if limit is None else limit
+        return Selection(entry.setid, 14, tuple(entry.array[i] for i in order[:cap]))
+
+    def _priority_weight(self, entry: _Set, n: int, limit: int | None) -> Selection:
+        # Alg 15, as Kamailio's later "priority-weight" algorithm describes
+        # it (DNS SRV, RFC 2782): the lowest priority value first; within a
+        # value, an order drawn at random in proportion to ``weight`` (all
+        # equal when none has one; one without a weight comes after those
+        # with one); each drawn one leaves the draw.
+        usable = [i for i in range(n) if not entry.status[i].bits & _SKIP]
+        by_priority: dict[int, list[int]] = {}
+        for i in sorted(usable, key=lambda j: entry.array[j].priority):
+            by_priority.setdefault(entry.array[i].priority, []).append(i)
+        order: list[int] = []
+        for level in by_priority.values():
+            weighted = [i for i in level if entry.array[i].attrs.weight > 0]
+            pool = weighted or level
+            rest = [i for i in level if i not in pool]
+            while pool:
+                weights = [entry.array[i].attrs.weight or 1 for i in pool]
+                order.append(pool.pop(_draw(weights, self.rng.random())))
+            order += rest
+        order += self._usable_default(entry, n)
+        cap = len(order) if limit is None else limit
+        return Selection(entry.setid, 15, tuple(entry.array[i] for i in order[:cap]))
 
     # --------------------------------------------------------- call load
     def _least_loaded(self, entry: _Set, request: Request, now: float) -> int:
