@@ -116,3 +116,19 @@ def test_entries_expose_live_status_for_a_prober() -> None:
     assert probing == ["sip:10.0.0.1:5090"]
     d.mark(1, URI, "tp")
     assert dict((dest.uri, s.message_count) for dest, s in d.entries())[URI] == 1
+
+
+def test_group_stats_count_states_like_dsg() -> None:
+    d = Dispatcher()
+    d.load_list("3 sip:a 0\n3 sip:b 9\n3 sip:c 4\n3 sip:d 10\n3 sip:e 0 0 duid=e\n")
+    assert d.group_stats(3) == {
+        "count": 5,
+        "active": 3,  # a, d (trying is still usable), e
+        "inactive": 2,  # b (inactive), c (disabled)
+        "disabled": 1,
+        "trying": 1,
+        "probing": 2,
+        "load": 0,
+    }
+    with pytest.raises(UnknownDestination):
+        d.group_stats(4)

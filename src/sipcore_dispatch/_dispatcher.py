@@ -435,6 +435,26 @@ class Dispatcher:
                 n += 1
         return n
 
+    def group_stats(self, setid: int) -> dict[str, int]:
+        """Kamailio: ``ds_dsg_fetch(setid)`` then ``$dsg(key)``: how many
+        destinations the set has (``count``), how many are usable
+        (``active``: neither inactive nor disabled) and not (``inactive``),
+        and, beyond those, how many carry each state bit (``disabled``,
+        ``trying``, ``probing``) and the total counted call load
+        (``load``)."""
+        entry = self._set(setid)
+        bits = [s.bits for s in entry.status]
+        active = sum(1 for b in bits if not b & _SKIP)
+        return {
+            "count": len(bits),
+            "active": active,
+            "inactive": len(bits) - active,
+            "disabled": sum(1 for b in bits if b & DestinationState.DISABLED.value),
+            "trying": sum(1 for b in bits if b & DestinationState.TRYING.value),
+            "probing": sum(1 for b in bits if b & DestinationState.PROBING.value),
+            "load": sum(s.load for s in entry.status),
+        }
+
     def is_from_list(
         self, host: str, port: int | None = None, setid: int = -1, *, active_only: bool = False
     ) -> Destination | None:
