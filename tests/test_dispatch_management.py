@@ -76,8 +76,8 @@ def test_list_has_kamailio_shape() -> None:
         "WEIGHT": 50,
         "RWEIGHT": 10,
         "SOCKET": "udp:10.0.0.9:5060",
-        "SOCKNAME": "",
-        "OBPROXY": "",
+        "SOCKNAME": None,
+        "OBPROXY": None,
     }
     assert second["LATENCY"] == {"AVG": 0.0, "STD": 0.0, "EST": 0.0, "MAX": 0, "TIMEOUT": 0}
     assert second["RUNTIME"] == {"DLGLOAD": 0}

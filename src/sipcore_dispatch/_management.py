@@ -150,15 +150,16 @@ class DispatcherManagement:
             )
         if mode != "short" and (dest.attrs.body or cfg.ds_attrs_none):
             a = dest.attrs
+            # An attribute not given is a null in Kamailio's answer.
             out["ATTRS"] = {
                 "BODY": a.body or "none=yes",
-                "DUID": a.duid,
+                "DUID": a.duid or None,
                 "MAXLOAD": a.maxload,
                 "WEIGHT": a.weight,
                 "RWEIGHT": status.rweight,
-                "SOCKET": a.socket,
-                "SOCKNAME": a.sockname,
-                "OBPROXY": a.obproxy,
+                "SOCKET": a.socket or None,
+                "SOCKNAME": a.sockname or None,
+                "OBPROXY": a.obproxy or None,
             }
         if cfg.ds_ping_latency_stats:
             out["LATENCY"] = {

@@ -46,7 +46,13 @@ from pathlib import Path
 import pytest
 
 from sipcore import Request, Response, parse_message
-from sipcore_dispatch import DestinationState, Dispatcher, DispatcherConfig, DsFlags
+from sipcore_dispatch import (
+    Dispatcher,
+    DispatcherConfig,
+    DispatcherManagement,
+    DsFlags,
+    rpc_flags,
+)
 
 from .kamailio import (
     LOOPBACK,
@@ -278,24 +284,10 @@ def kamailio_table(kamailio: Kamailio) -> dict[int, list[Row]]:
     return table
 
 
-def state_letters(state: DestinationState) -> str:
-    """The FLAGS column of ``dispatcher.list`` (inactive wins over disabled,
-    disabled over trying; then P for probing, X for not)."""
-    if state & DestinationState.INACTIVE:
-        first = "I"
-    elif state & DestinationState.DISABLED:
-        first = "D"
-    elif state & DestinationState.TRYING:
-        first = "T"
-    else:
-        first = "A"
-    return first + ("P" if state & DestinationState.PROBING else "X")
-
-
 def our_table(ours: Dispatcher) -> dict[int, list[Row]]:
     return {
         setid: [
-            (d.uri, state_letters(ours.state(setid, d.uri)), d.priority, d.attrs.weight)
+            (d.uri, rpc_flags(ours.state(setid, d.uri)), d.priority, d.attrs.weight)
             for d in ours.destinations(setid)
         ]
         for setid in ours.setids()
@@ -799,3 +791,29 @@ def test_both_load_the_list_into_the_same_arrays(
     for setid in (1, 2, 4, 11, 12, 14, 21, 22, 24):  # no test marks these
         assert theirs[setid] == mine[setid], setid
     assert [row[1] for row in mine[4]] == ["AX", "DX", "AX", "TX", "AX", "IX"]
+
+
+def test_management_answers_as_kamailio_rpc_does(
+    kamailio_for: Callable[[DsFlags], Kamailio],
+) -> None:
+    """``dispatcher.list`` (every field sipcore gives, for the sets no test
+    marks) and ``dispatcher.hash`` answer as Kamailio's RPCs do."""
+    kamailio = kamailio_for(DsFlags.NONE)
+    theirs = kamailio.rpc.call("dispatcher.list")
+    mine = DispatcherManagement(load_ours()).list()
+    assert theirs["NRSETS"] == mine["NRSETS"]
+    their_sets = {r["SET"]["ID"]: r["SET"]["TARGETS"] for r in theirs["RECORDS"]}
+    my_sets = {r["SET"]["ID"]: r["SET"]["TARGETS"] for r in mine["RECORDS"]}
+    compared = 0
+    for setid in (1, 2, 4, 11, 12, 14, 21, 22, 24):
+        for their, my in zip(their_sets[setid], my_sets[setid], strict=True):
+            assert {k: their["DEST"].get(k) for k in my["DEST"]} == my["DEST"], setid
+            compared += 1
+    assert compared >= 20
+    management = DispatcherManagement(Dispatcher())
+    values = [("alice", "server.com"), ("bob", None), ("", "h"), ("x" * 37, "y.example.org:5070")]
+    for nslots in (0, 1, 4, 7, 1000):
+        for val1, val2 in values:
+            params: list[str | int] = [nslots, val1] if val2 is None else [nslots, val1, val2]
+            their_hash = kamailio.rpc.call("dispatcher.hash", *params)
+            assert management.hash(nslots, val1, val2) == their_hash, (nslots, val1, val2)
