@@ -131,7 +131,9 @@ def test_failures_take_a_destination_down_at_probing_threshold() -> None:
     assert p.completed(probe_of(p, A), 408, 1.0) is None
     assert d.state(1, A) == S.TRYING | S.PROBING
     assert p.completed(probe_of(p, A), 503, 2.0) is None
-    assert p.completed(probe_of(p, A), 408, 3.0) == DestinationDown(1, A, S.INACTIVE | S.PROBING)
+    assert p.completed(probe_of(p, A), 408, 3.0, "Request Timeout") == DestinationDown(
+        1, A, S.INACTIVE | S.PROBING, 408, "Request Timeout", True
+    )
     assert d.state(1, B) == S.PROBING  # the other one untouched
 
 
@@ -139,7 +141,9 @@ def test_successes_bring_it_back_at_inactive_threshold() -> None:
     d, p = make(f"1 {A} 9\n", ds_inactive_threshold=2)
     assert p.completed(probe_of(p, A), 200, 1.0) is None
     assert d.state(1, A) == S.INACTIVE | S.PROBING
-    assert p.completed(probe_of(p, A), 200, 2.0) == DestinationUp(1, A, S.ACTIVE)
+    assert p.completed(probe_of(p, A), 200, 2.0, "OK") == DestinationUp(
+        1, A, S.ACTIVE, 200, "OK", True
+    )
     # Mode NONE: once up, it is no longer probed.
     assert p.probe_round(3.0) == []
 
@@ -147,7 +151,9 @@ def test_successes_bring_it_back_at_inactive_threshold() -> None:
 def test_mode_all_and_only_flagged_keep_probing_after_success() -> None:
     for mode in (ProbingMode.ALL, ProbingMode.ONLY_FLAGGED):
         d, p = make(f"1 {A} 9\n", ds_probing_mode=mode)
-        assert p.completed(probe_of(p, A), 200, 1.0) == DestinationUp(1, A, S.PROBING)
+        assert p.completed(probe_of(p, A), 200, 1.0) == DestinationUp(
+            1, A, S.PROBING, 200, "", True
+        )
         assert d.state(1, A) == S.PROBING
 
 
@@ -159,14 +165,14 @@ def test_failure_in_mode_none_sets_trying_without_probing() -> None:
 
 def test_accepted_reply_codes_count_as_alive() -> None:
     d, p = make(f"1 {A} 9\n", ds_ping_reply_codes="class=4;code=501")
-    assert p.completed(probe_of(p, A), 404, 1.0) == DestinationUp(1, A, S.ACTIVE)
+    assert p.completed(probe_of(p, A), 404, 1.0) == DestinationUp(1, A, S.ACTIVE, 404, "", True)
     d.set_state(1, A, "ip")
-    assert p.completed(probe_of(p, A), 501, 2.0) == DestinationUp(1, A, S.ACTIVE)
+    assert p.completed(probe_of(p, A), 501, 2.0) == DestinationUp(1, A, S.ACTIVE, 501, "", True)
     d.set_state(1, A, "ap")
     p.set_reply_codes("")
     assert p.reply_codes == ()
     # Now a 404 is a failure; one is the default ds_probing_threshold.
-    assert p.completed(probe_of(p, A), 404, 3.0) == DestinationDown(1, A, S.INACTIVE)
+    assert p.completed(probe_of(p, A), 404, 3.0) == DestinationDown(1, A, S.INACTIVE, 404, "", True)
 
 
 def test_disabled_meanwhile_or_removed_or_unflagged_is_left_alone() -> None:
@@ -189,7 +195,9 @@ def test_completed_refuses_a_provisional_code() -> None:
 def test_send_failure_counts_as_a_failure() -> None:
     d, p = make(f"1 {A} 8\n", ds_probing_mode=ProbingMode.ALL)
     probe = probe_of(p, A)
-    assert p.send_failed(probe) == DestinationDown(1, A, S.INACTIVE | S.PROBING)
+    assert p.send_failed(probe) == DestinationDown(
+        1, A, S.INACTIVE | S.PROBING, 500, "Sending keepalive failed", False
+    )
     d.set_state(1, A, "d")
     assert p.send_failed(probe) is None and d.state(1, A) == S.DISABLED
 
@@ -332,7 +340,10 @@ def test_probe_service_sends_through_the_proxy_and_feeds_replies_back() -> None:
     while d.state(1, A) & S.INACTIVE == 0 and now < 60.0:
         now = proxy.next_deadline() or now + 1.0
         proxy.tick(now)
-    assert service.take_events() == [DestinationDown(1, A, S.INACTIVE | S.PROBING)]
+    # No reply came: the transaction layer's timeout, not a 408 on the wire.
+    assert service.take_events() == [
+        DestinationDown(1, A, S.INACTIVE | S.PROBING, 408, "Request Timeout", False)
+    ]
     assert 10.0 + 31.9 <= now <= 10.0 + 32.6  # 64 * T1 after the probe left
 
 
@@ -345,4 +356,6 @@ def test_probe_service_reports_an_unresolvable_outbound_proxy_as_a_failed_send()
     for probe in prober.probe_round(1.0):
         service.send(probe, 1.0)
     assert proxy.take() == []
-    assert service.take_events() == [DestinationDown(1, A, S.INACTIVE | S.PROBING)]
+    assert service.take_events() == [
+        DestinationDown(1, A, S.INACTIVE | S.PROBING, 500, "Sending keepalive failed", False)
+    ]

@@ -271,7 +271,9 @@ def test_probing_takes_a_silent_uas_down_routes_around_it_and_brings_it_back_up(
             silent_at = loop.time()
             await until("b reported down", lambda: len(lab.reported()) >= 1, CHANGE_WAIT)
             down = lab.reported()[0]
-            assert down.event == DestinationDown(SETID, b.uri, S.INACTIVE | S.PROBING)
+            assert down.event == DestinationDown(
+                SETID, b.uri, S.INACTIVE | S.PROBING, 408, "Request Timeout", False
+            )
             # Not before THRESHOLD probes could time out (a loose lower bound:
             # the second probe left a round after the first).
             assert down.at - silent_at >= TIMER_F, down.at - silent_at
@@ -292,7 +294,7 @@ def test_probing_takes_a_silent_uas_down_routes_around_it_and_brings_it_back_up(
             await send_messages(2)  # most likely before it is up again
             await until("b reported up", lambda: len(lab.reported()) >= 2, CHANGE_WAIT)
             up = lab.reported()[1]
-            assert up.event == DestinationUp(SETID, b.uri, S.PROBING)
+            assert up.event == DestinationUp(SETID, b.uri, S.PROBING, 200, "OK", True)
             assert up.at >= revived_at
             tags = await send_messages(4)
             assert sorted(tags) == ["a", "a", "b", "b"], tags

@@ -16,6 +16,7 @@ from sipcore import (
     RequestContext,
     Response,
     Send,
+    make_request,
     make_response,
     parse_message,
 )
@@ -565,7 +566,6 @@ def test_a_transport_error_sending_a_response_upstream_ends_the_server_transacti
 
 
 def test_a_local_request_gets_its_responses_and_a_timeout_as_408() -> None:
-    from sipcore import make_request
 
     h = Harness(lambda ctx: None)
     got: list[int] = []
@@ -596,6 +596,36 @@ def test_a_local_request_gets_its_responses_and_a_timeout_as_408() -> None:
     h.proxy.send_request(opt, UAS1, now=0.0, on_response=lambda r: got.append(r.status_code))
     h.settle()
     assert got == [200, 408]
+
+
+def test_on_failure_hears_of_a_timeout_or_a_transport_error_instead() -> None:
+    h = Harness(lambda ctx: None)
+    answered: list[int] = []
+    failed: list[int] = []
+
+    def options(call_id: str) -> Request:
+        return make_request(
+            "OPTIONS",
+            "sip:bob@127.0.0.1:5062",
+            from_="<sip:alice@example.com>;tag=a1",
+            to="<sip:bob@example.com>",
+            via=None,
+            call_id=call_id,
+        )
+
+    for call_id in ("t1", "t2"):
+        h.proxy.send_request(
+            options(call_id),
+            UAS1,
+            now=0.0,
+            on_response=lambda r: answered.append(r.status_code),
+            on_failure=failed.append,
+        )
+    first, _unanswered = h.proxy.take()
+    h.proxy.transport_error(first, 0.1)
+    assert failed == [503]
+    h.settle()  # the other one is never answered
+    assert failed == [503, 408] and answered == []
 
 
 def test_services_are_ticked_by_the_proxy_when_due() -> None:

@@ -479,6 +479,7 @@ class _LocalRequest:
     """The owner of a client transaction the proxy started itself."""
 
     callback: Callable[[Response], object] | None
+    on_failure: Callable[[int], object] | None = None
 
 
 class Service(Protocol):
@@ -586,6 +587,7 @@ class Proxy:
         *,
         now: float,
         on_response: Callable[[Response], object] | None = None,
+        on_failure: Callable[[int], object] | None = None,
     ) -> ClientTransaction:
         """Send a request this proxy makes itself (a BYE for a timed-out
         dialog, a keepalive OPTIONS, a probe). Kamailio: tm's ``t_request``
@@ -594,7 +596,9 @@ class Proxy:
         A Via with a fresh branch is put on top; ``destination`` defaults to
         the top Route, else the Request-URI. ``on_response`` is called with
         every response, our Via removed; a timeout or a transport error is
-        reported as a 408 or 503 made here. Collect the sends with :meth:`take`.
+        reported as a 408 or 503 made here, or, when ``on_failure`` is given,
+        by calling it with that code instead (Kamailio's ``FAKED_REPLY``: no
+        reply came). Collect the sends with :meth:`take`.
         """
         self._now = now
         if destination is None:
@@ -607,7 +611,7 @@ class Proxy:
         if request.max_forwards is None:
             request.max_forwards = self.config.default_max_forwards
         txn = self.layer.send_request(request, destination, now)
-        txn.user_data = _LocalRequest(on_response)
+        txn.user_data = _LocalRequest(on_response, on_failure)
         return txn
 
     def send_stateless(self, message: Request | Response, destination: Endpoint) -> None:
@@ -1154,6 +1158,12 @@ class Proxy:
         owner = txn.user_data
         if isinstance(owner, _LocalRequest) and isinstance(txn, ClientTransaction):
             code = 408 if isinstance(event, events.TransactionTimedOut) else 503
+            if owner.on_failure is not None:
+                try:
+                    owner.on_failure(code)
+                except Exception:
+                    log.exception("on_failure callback raised")
+                return
             self._call_local(owner, _made_here(txn.request, code))
             return
         if isinstance(txn, ClientTransaction) and isinstance(owner, tuple):

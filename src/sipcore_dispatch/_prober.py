@@ -175,7 +175,7 @@ class Prober:
         )
 
     def completed(
-        self, probe: Probe, code: int, now: float, reason: str = ""
+        self, probe: Probe, code: int, now: float, reason: str = "", *, replied: bool = True
     ) -> DestinationEvent | None:
         """Kamailio: ``ds_options_callback()``: ``probe`` ended with the
         final ``code`` (408 for a timeout). Latency is measured first (with
@@ -184,7 +184,9 @@ class Prober:
         any other marks it trying and probing, so ``ds_probing_threshold``
         failures take it down and ``ds_inactive_threshold`` successes bring
         it back. A destination disabled meanwhile, removed by a reload, or
-        (mode ``ONLY_FLAGGED``) no longer probing is left alone."""
+        (mode ``ONLY_FLAGGED``) no longer probing is left alone. The event
+        carries ``code``, ``reason`` and ``replied`` (False for a reply
+        made locally, such as a timeout's 408): Kamailio's ``$dsv``."""
         if code < 200:
             raise LocalProtocolError(f"a probe completes with a final code, not {code}")
         d = self.dispatcher
@@ -208,7 +210,10 @@ class Prober:
             new = DestinationState.TRYING
             if mode is not ProbingMode.NONE:
                 new |= DestinationState.PROBING
-        return d.mark(probe.setid, probe.uri, new)
+        event = d.mark(probe.setid, probe.uri, new)
+        if event is None:
+            return None
+        return attrs.evolve(event, code=code, reason=reason, replied=replied)
 
     def send_failed(self, probe: Probe) -> DestinationEvent | None:
         """Kamailio: ``ds_ping_set`` when ``t_request`` fails (rctx code
@@ -224,7 +229,10 @@ class Prober:
         new = DestinationState.TRYING
         if d.config.ds_probing_mode is not ProbingMode.NONE:
             new |= DestinationState.PROBING
-        return d.mark(probe.setid, probe.uri, new)
+        event = d.mark(probe.setid, probe.uri, new)
+        if event is None:
+            return None
+        return attrs.evolve(event, code=500, reason="Sending keepalive failed")
 
 
 class ProbeService:
@@ -254,6 +262,11 @@ class ProbeService:
         def answered(response: Response) -> None:
             self._answered(probe, response)
 
+        def failed(code: int) -> None:
+            # No reply came: a timeout (408) or a transport error (503).
+            reason = "Request Timeout" if code == 408 else "Service Unavailable"
+            self._record(self.prober.completed(probe, code, self.proxy.now, reason, replied=False))
+
         try:
             if probe.outbound_proxy:
                 destination = uri_destination(parse_uri(probe.outbound_proxy), self.proxy.resolver)
@@ -264,6 +277,7 @@ class ProbeService:
                 destination,
                 now=now,
                 on_response=answered,
+                on_failure=failed,
             )
         except SipError as exc:
             log.warning("probe of %s in set %d not sent: %s", probe.uri, probe.setid, exc)

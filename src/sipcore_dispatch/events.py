@@ -16,20 +16,34 @@ __all__ = ["DestinationDown", "DestinationEvent", "DestinationUp"]
 
 @attrs.frozen
 class DestinationDown:
-    """Kamailio: ``event_route[dispatcher:dst-down]``."""
+    """Kamailio: ``event_route[dispatcher:dst-down]``.
+
+    ``code`` / ``reason`` / ``replied`` are Kamailio's ``$dsv(code)`` /
+    ``$dsv(reason)`` / ``$dsv(flags) & 1`` when a probe caused the change:
+    the reply's status and reason phrase, and whether a reply really came
+    (a 408 made by the transaction layer on timeout did not). For a change
+    by ``mark`` they are 0, "" and False.
+    """
 
     setid: int
     uri: str
     state: DestinationState
+    code: int = 0
+    reason: str = ""
+    replied: bool = False
 
 
 @attrs.frozen
 class DestinationUp:
-    """Kamailio: ``event_route[dispatcher:dst-up]``."""
+    """Kamailio: ``event_route[dispatcher:dst-up]`` (fields as for
+    :class:`DestinationDown`)."""
 
     setid: int
     uri: str
     state: DestinationState
+    code: int = 0
+    reason: str = ""
+    replied: bool = False
 
 
 DestinationEvent = DestinationDown | DestinationUp
