@@ -9,7 +9,6 @@ cookie written by Kamailio be used here, and the other way round.
 
 from __future__ import annotations
 
-import functools
 from typing import Final
 
 __all__ = ["core_hash"]
@@ -25,8 +24,7 @@ def _signed(byte: int) -> int:
 _WIDE: Final = (1 << 64) - 1
 
 
-@functools.lru_cache(maxsize=1024)
-def _masks(words: int) -> tuple[int, int]:
+def _make_masks(words: int) -> tuple[int, int]:
     # For a key of ``words`` 32-bit words read as one big integer: the mask
     # that keeps the low 29 bits of every word (so ``x >> 3`` does not leak
     # bits across words) and the one that keeps every other word.
@@ -35,32 +33,13 @@ def _masks(words: int) -> tuple[int, int]:
     return ones32 * 0x1FFFFFFF, ones64 * 0xFFFFFFFF
 
 
+# Masks of keys up to 1 KiB (every Call-ID and URI part in practice) are
+# kept once made (at most ~130 KB); a longer key makes its own each time.
+_MASKS: Final[dict[int, tuple[int, int]]] = {}
+_MASKS_KEPT: Final = 256
+
+
 _PAD: Final = (b"", b"\0\0\0", b"\0\0", b"\0")
-
-
-def _words(key: bytes) -> bytes:
-    # The tail of 1-3 bytes is hashed as the low bytes of one more word:
-    # zero bytes put in front of it make it a whole word with that value.
-    tail = len(key) & 3
-    if not tail:
-        return key
-    end = len(key) - tail
-    return key[:end] + _PAD[tail] + key[end:]
-
-
-def _sum_ascii(data: bytes) -> int:
-    # ``data`` is whole words and none of its bytes is negative as a C char,
-    # so the words are the big-endian digits of one integer. ``v ^ (v >> 3)``
-    # is done on all of them at once; adding the odd words onto the even
-    # ones makes digits of base 2**64 that cannot overflow, and a number's
-    # remainder modulo 2**64 - 1 is the sum of those digits (exact below
-    # 2**31 words).
-    if not data:
-        return 0
-    x = int.from_bytes(data, "big")
-    keep29, alternate = _masks(len(data) >> 2)
-    z = x ^ ((x >> 3) & keep29)
-    return ((z & alternate) + ((z >> 32) & alternate)) % _WIDE
 
 
 def _mix(h: int, key: bytes) -> int:
@@ -90,9 +69,31 @@ def core_hash(key1: bytes, key2: bytes | None = None, size: int = 0) -> int:
     >>> core_hash(b"a84b4c76e66710@pc33.atlanta.com", size=4096) < 4096
     True
     """
-    data = _words(key1) if key2 is None else _words(key1) + _words(key2)
+    # Each key's tail of 1-3 bytes is hashed as the low bytes of one more
+    # word: zero bytes put in front of it make it a whole word of that value.
+    tail = len(key1) & 3
+    data = key1[:-tail] + _PAD[tail] + key1[-tail:] if tail else key1
+    if key2 is not None:
+        tail = len(key2) & 3
+        data += key2[:-tail] + _PAD[tail] + key2[-tail:] if tail else key2
     if data.isascii():
-        h = _sum_ascii(data) & _MASK
+        # No byte is negative as a C char, so the words are the big-endian
+        # digits of one integer. ``v ^ (v >> 3)`` is done on all of them at
+        # once; adding the odd words onto the even ones makes digits of base
+        # 2**64 that cannot overflow, and a number's remainder modulo
+        # 2**64 - 1 is the sum of those digits (exact below 2**31 words).
+        h = 0
+        if data:
+            x = int.from_bytes(data, "big")
+            words = len(data) >> 2
+            masks = _MASKS.get(words)
+            if masks is None:
+                masks = _make_masks(words)
+                if words <= _MASKS_KEPT:
+                    _MASKS[words] = masks
+            keep29, alternate = masks
+            z = x ^ ((x >> 3) & keep29)
+            h = ((z & alternate) + ((z >> 32) & alternate)) % _WIDE & _MASK
     else:
         h = _mix(0, key1)
         if key2 is not None:

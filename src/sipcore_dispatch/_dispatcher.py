@@ -9,6 +9,7 @@ sends, resolves or reads a clock: time comes in as ``now``.
 
 from __future__ import annotations
 
+import bisect
 import hashlib
 import itertools
 import math
@@ -31,7 +32,7 @@ from ._destination import (
     UnknownDestination,
     parse_state,
 )
-from ._keys import call_id_key, ds_get_hash, request_keys
+from ._keys import call_id_key, ds_get_hash, request_keys, uri_hash_keys
 from ._loading import make_destination, parse_list, read_sqlite
 from ._selection import Selection
 from .events import DestinationDown, DestinationEvent, DestinationUp
@@ -87,6 +88,11 @@ class _Set:
     wlast: int = 0
     rwlast: int = 0
     prlast: int = 0  # alg 14's round-robin counter within the top priority
+    # Runs of equal priority in the array, (start, end), highest first.
+    levels: list[tuple[int, int]] = attrs.Factory(list)
+    # Alg 15's draw table for its best usable level, (n, indexes, running
+    # weight totals); None after any change of usability.
+    pw: tuple[int, list[int], list[int]] | None = None
     wlist: list[int] = attrs.Factory(lambda: [0] * 100)
     rwlist: list[int] = attrs.Factory(lambda: [0] * 100)
 
@@ -135,17 +141,6 @@ def latency_sample(status: DestinationStatus, latency: int, config: DispatcherCo
     else:
         alpha = config.ds_latency_estimator_alpha
         status.latency_estimate = status.latency_estimate * alpha + latency * (1 - alpha)
-
-
-def _draw(weights: Sequence[int], u: float) -> int:
-    """The index ``u`` (uniform in [0, 1)) falls on, each index owning a
-    share of the line in proportion to its weight."""
-    point = u * sum(weights)
-    for index, weight in enumerate(weights):
-        point -= weight
-        if point < 0:
-            return index
-    return len(weights) - 1  # u * sum rounded up to the sum
 
 
 def _shuffle(table: list[int], rng: random.Random) -> None:
@@ -279,6 +274,11 @@ class Dispatcher:
                 )
                 status.reset_latency(dest.attrs.latency)
             entry.status.append(status)
+        for i, dest in enumerate(entry.array):
+            if i and dest.priority == entry.array[i - 1].priority:
+                entry.levels[-1] = (entry.levels[-1][0], i + 1)
+            else:
+                entry.levels.append((i, i + 1))
         entry.wlist = weight_slots(entry.array)
         if entry.array and entry.array[0].attrs.weight:
             _shuffle(entry.wlist, self.rng)
@@ -578,6 +578,8 @@ class Dispatcher:
         status = entry.status[i]
         dest = entry.array[i]
         was, now = bool(old & _SKIP), bool(status.bits & _SKIP)
+        if was != now:
+            entry.pw = None
         if was != now and status.rweight > 0:
             self._reinit_rweights(entry)
         if not was and now:
@@ -726,16 +728,21 @@ class Dispatcher:
         if nr == 0:
             return Selection(setid, alg)
         n = nr - 1 if self._config.use_default and nr > 1 else nr
-        if alg == 13:
-            return self._by_latency(entry, n, limit)
-        if alg == 14:
-            return self._round_robin_top_priority(entry, n, limit)
-        if alg == 15:
-            return self._priority_weight(entry, n, limit)
         round_robin = False
         if alg == 0 and request is not None:
-            # The most used algorithm, without the general key dispatch.
+            # The most used algorithms, without the general key dispatch.
             h = core_hash(call_id_key(request)) or 1
+        elif (alg == 1 or alg == 2) and request is not None:
+            address = request.from_ if alg == 1 else request.to
+            key1, key2 = uri_hash_keys(address.uri_text, user_only=self._user_only)
+            # ds_get_hash(): an absent user hashes as an empty one would.
+            h = core_hash(key1 or b"", key2) or 1
+        elif alg == 13:
+            return self._by_latency(entry, n, limit)
+        elif alg == 14:
+            return self._round_robin_top_priority(entry, n, limit)
+        elif alg == 15:
+            return self._priority_weight(entry, n, limit)
         elif alg in (0, 1, 2, 3, 5):
             if request is None:
                 raise LocalProtocolError(f"algorithm {alg} needs the request")
@@ -791,6 +798,8 @@ class Dispatcher:
                 return Selection(setid, alg)
         if round_robin:
             entry.last = (chosen + 1) % nr
+        if limit == 1 and alg != 12:
+            return Selection(setid, alg, (entry.array[chosen],))
         if alg == 12:
             # ds_add_branches: a branch for every entry after the chosen one,
             # in array order, whatever its state (Kamailio does not check).
@@ -885,6 +894,53 @@ class Dispatcher:
             order.append(default)  # Kamailio adds it without looking at its state
         return Selection(entry.setid, 13, tuple(entry.array[i] for i in order))
 
+    def _round_robin_top_priority(self, entry: _Set, n: int, limit: int | None) -> Selection:
+        # Alg 14 (beyond Kamailio 5.6): round-robin over the highest priority
+        # level that has a usable destination (a counter per set, passing
+        # over unusable ones as alg 4 does); the failover list walks the rest
+        # of that level from there, then every lower level in array order,
+        # then the default. With limit=1 the cost does not grow with the set.
+        status = entry.status
+        cap = len(entry.array) if limit is None else limit
+        order: list[int] = []
+        for start, end in entry.levels:
+            end = min(end, n)
+            size = end - start
+            if size <= 0:
+                continue
+            candidates: Iterable[int] = range(start, end)
+            if not order:
+                chosen = self._next_usable_in(entry, start, size)
+                if chosen < 0:
+                    continue
+                order.append(chosen)
+                if len(order) >= cap:
+                    break
+                # The rest of the level, from the one after the chosen.
+                candidates = [start + (chosen - start + k) % size for k in range(1, size)]
+            for i in candidates:
+                if len(order) >= cap:
+                    break
+                if not status[i].bits & _SKIP:
+                    order.append(i)
+            if len(order) >= cap:
+                break
+        if len(order) < cap:
+            order += self._usable_default(entry, n)
+        return Selection(entry.setid, 14, tuple(entry.array[i] for i in order[:cap]))
+
+    @staticmethod
+    def _next_usable_in(entry: _Set, start: int, size: int) -> int:
+        # Alg 14's turn: from the level's counter on, the first usable one.
+        status = entry.status
+        first = entry.prlast % size
+        for step in range(size):
+            i = start + (first + step) % size
+            if not status[i].bits & _SKIP:
+                entry.prlast = (i - start + 1) % size
+                return i
+        return -1
+
     def _usable_default(self, entry: _Set, n: int) -> list[int]:
         # With use_default the reserved last entry closes every list.
         default = len(entry.array) - 1
@@ -892,45 +948,53 @@ class Dispatcher:
             return [default]
         return []
 
-    def _round_robin_top_priority(self, entry: _Set, n: int, limit: int | None) -> Selection:
-        # Alg 14 (beyond Kamailio 5.6): round-robin over the usable
-        # destinations of the highest priority; the failover list walks the
-        # rest of that level from there, then every lower level in array
-        # (priority) order, then the default.
-        usable = [i for i in range(n) if not entry.status[i].bits & _SKIP]
-        order: list[int] = []
-        if usable:
-            top = entry.array[usable[0]].priority
-            level = [i for i in usable if entry.array[i].priority == top]
-            k = entry.prlast % len(level)
-            entry.prlast = (k + 1) % len(level)
-            order = level[k:] + level[:k] + [i for i in usable if entry.array[i].priority != top]
-        order += self._usable_default(entry, n)
-        cap = len(order) if limit is None else limit
-        return Selection(entry.setid, 14, tuple(entry.array[i] for i in order[:cap]))
-
     def _priority_weight(self, entry: _Set, n: int, limit: int | None) -> Selection:
-        # Alg 15, as Kamailio's later "priority-weight" algorithm describes
-        # it (DNS SRV, RFC 2782): the lowest priority value first; within a
-        # value, an order drawn at random in proportion to ``weight`` (all
-        # equal when none has one; one without a weight comes after those
-        # with one); each drawn one leaves the draw.
-        usable = [i for i in range(n) if not entry.status[i].bits & _SKIP]
-        by_priority: dict[int, list[int]] = {}
-        for i in sorted(usable, key=lambda j: entry.array[j].priority):
-            by_priority.setdefault(entry.array[i].priority, []).append(i)
-        order: list[int] = []
-        for level in by_priority.values():
+        # Alg 15, as Kamailio's later "priority-weight" algorithm is
+        # described (DNS SRV, RFC 2782): the lowest priority value first;
+        # within a value, an order drawn at random in proportion to
+        # ``weight`` (all equal when none has one; one without a weight
+        # comes after those with one). The first pick draws from a table
+        # kept until usability changes; a longer list orders each level by
+        # weighted random keys (the same law as drawing one by one).
+        if entry.pw is None or entry.pw[0] != n:
+            entry.pw = self._draw_table(entry, n)
+        _, members, totals = entry.pw
+        if not members:
+            order = self._usable_default(entry, n)
+            return Selection(entry.setid, 15, tuple(entry.array[i] for i in order[:1]))
+        first = members[bisect.bisect_right(totals, self.rng.random() * totals[-1])]
+        if limit == 1:
+            return Selection(entry.setid, 15, (entry.array[first],))
+        order = [first]
+        for start, end in reversed(entry.levels):
+            end = min(end, n)
+            level = [
+                i for i in range(start, end) if i != first and not entry.status[i].bits & _SKIP
+            ]
             weighted = [i for i in level if entry.array[i].attrs.weight > 0]
             pool = weighted or level
-            rest = [i for i in level if i not in pool]
-            while pool:
-                weights = [entry.array[i].attrs.weight or 1 for i in pool]
-                order.append(pool.pop(_draw(weights, self.rng.random())))
-            order += rest
+            keyed = sorted(
+                pool,
+                key=lambda i: self.rng.random() ** (1.0 / (entry.array[i].attrs.weight or 1)),
+                reverse=True,
+            )
+            chosen = set(pool)
+            order += keyed + [i for i in level if i not in chosen]
         order += self._usable_default(entry, n)
         cap = len(order) if limit is None else limit
         return Selection(entry.setid, 15, tuple(entry.array[i] for i in order[:cap]))
+
+    @staticmethod
+    def _draw_table(entry: _Set, n: int) -> tuple[int, list[int], list[int]]:
+        # The lowest priority value is the last level of the array.
+        for start, end in reversed(entry.levels):
+            usable = [i for i in range(start, min(end, n)) if not entry.status[i].bits & _SKIP]
+            if not usable:
+                continue
+            weighted = [i for i in usable if entry.array[i].attrs.weight > 0] or usable
+            totals = list(itertools.accumulate(entry.array[i].attrs.weight or 1 for i in weighted))
+            return n, weighted, totals
+        return n, [], []
 
     # --------------------------------------------------------- call load
     def _least_loaded(self, entry: _Set, request: Request, now: float) -> int:

@@ -64,12 +64,12 @@ def uri_hash_keys(text: str, *, user_only: bool = False) -> tuple[bytes | None, 
     if match is not None:
         user, host, port = match.groups()
         if port is None or int(port) <= 65535:
-            key1 = None if user is None else _octets(user)
+            key1 = None if user is None else user.encode("utf-8", "surrogateescape")
             if user_only:
                 return key1, None
             if port is not None and int(port) != 5060:
-                return key1, _octets(f"{host}:{port}")
-            return key1, _octets(host)
+                host = f"{host}:{port}"
+            return key1, host.encode("utf-8", "surrogateescape")
     return _uri_hash_keys(text, user_only=user_only)
 
 
