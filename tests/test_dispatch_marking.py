@@ -32,7 +32,10 @@ def test_state_letters() -> None:
     assert parse_state("I") == S.INACTIVE and parse_state("0") == S.INACTIVE
     assert parse_state("dp") == S.DISABLED | S.PROBING
     assert parse_state("tp") == S.TRYING | S.PROBING
-    for bad in ["", "x", "ipp", "iq"]:
+    # ds_parse_flags: any order, repeats allowed, "a" clears what came before.
+    assert parse_state("pi") == parse_state("ipp") == S.INACTIVE | S.PROBING
+    assert parse_state("ia") == S.ACTIVE and parse_state("iAp") == S.PROBING
+    for bad in ["", "x", "iq", "0x", "2pp", "iiiiiiiii"]:
         with pytest.raises(LocalProtocolError):
             parse_state(bad)
 
@@ -132,3 +135,11 @@ def test_group_stats_count_states_like_dsg() -> None:
     }
     with pytest.raises(UnknownDestination):
         d.group_stats(4)
+
+
+def test_mark_without_a_state_is_inactive_and_probing_in_mode_all() -> None:
+    d = make()
+    assert d.mark(1, URI) == DestinationDown(1, URI, S.INACTIVE)
+    d = make(ds_probing_mode=1)
+    d.mark(1, URI)
+    assert d.state(1, URI) == S.INACTIVE | S.PROBING

@@ -70,7 +70,8 @@ class DispatcherConfig:
     work): ``ds_ping_method``, ``ds_ping_from``, ``ds_ping_interval``,
     ``ds_probing_mode``, ``ds_ping_reply_codes``, ``ds_ping_latency_stats``,
     ``ds_retain_latency_stats`` (a reload keeps the statistics),
-    ``ds_latency_estimator_alpha``, ``event_callback_mode``,
+    ``ds_latency_estimator_alpha`` (a fraction: Kamailio's integer ``900``
+    is ``0.9`` here),
     ``outbound_proxy``, ``ds_default_socket``, ``ds_default_sockname``,
     ``ds_attrs_none``, ``reload_delta``.
 
@@ -105,7 +106,6 @@ class DispatcherConfig:
     ds_hash_expire: int = attrs.field(default=7200, validator=_non_negative)
     ds_hash_initexpire: int = attrs.field(default=7200, validator=_non_negative)
     ds_hash_check_interval: int = attrs.field(default=30, validator=_non_negative)
-    event_callback_mode: int = 0
     outbound_proxy: str = ""
     ds_default_socket: str = ""
     ds_default_sockname: str = ""

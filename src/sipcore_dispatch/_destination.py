@@ -87,22 +87,44 @@ _STATE_LETTERS = {
 }
 
 
+_MARK_LETTERS = {
+    "i": DestinationState.INACTIVE,
+    "d": DestinationState.DISABLED,
+    "t": DestinationState.TRYING,
+    "p": DestinationState.PROBING,
+}
+
+
 def parse_state(text: str) -> DestinationState:
-    """Kamailio's state letters (``ds_mark_dst("ip")``, ``dispatcher.set_state``):
-    ``a``/``1`` active, ``i``/``0`` inactive, ``d``/``2`` disabled, ``t``/``3``
-    trying, a trailing ``p`` adds probing.
+    """Kamailio's state letters.
+
+    ``ds_mark_dst("ip")`` (``ds_parse_flags``): any of ``i`` inactive,
+    ``d`` disabled, ``t`` trying, ``p`` probing, in any order and case, each
+    adding its bit; ``a`` clears what came before it. The digit forms of
+    ``dispatcher.set_state`` are taken too: ``1`` active, ``0`` inactive,
+    ``2`` disabled, ``3`` trying, a trailing ``p`` adds probing.
 
     >>> parse_state("ip")
     <DestinationState.INACTIVE|PROBING: 9>
+    >>> parse_state("PI") == parse_state("0p") == parse_state("ip")
+    True
     """
     lowered = text.strip().lower()
-    if not lowered or len(lowered) > 2 or lowered[0] not in _STATE_LETTERS:
+    if not lowered or len(lowered) > 8:
         raise LocalProtocolError(f"unknown destination state {text!r}")
-    state = _STATE_LETTERS[lowered[0]]
-    if len(lowered) == 2:
-        if lowered[1] != "p":
+    if lowered[0] in "0123":
+        state = _STATE_LETTERS[lowered[0]]
+        if lowered[1:] not in ("", "p"):
             raise LocalProtocolError(f"unknown destination state {text!r}")
-        state |= DestinationState.PROBING
+        return state | DestinationState.PROBING if lowered[1:] else state
+    state = DestinationState.ACTIVE
+    for letter in lowered:
+        if letter == "a":
+            state = DestinationState.ACTIVE
+        elif letter in _MARK_LETTERS:
+            state |= _MARK_LETTERS[letter]
+        else:
+            raise LocalProtocolError(f"unknown destination state {text!r}")
     return state
 
 

@@ -481,7 +481,9 @@ class Dispatcher:
         return None
 
     # ---------------------------------------------------------- marking
-    def mark(self, setid: int, uri: str, state: DestinationState | str) -> DestinationEvent | None:
+    def mark(
+        self, setid: int, uri: str, state: DestinationState | str | None = None
+    ) -> DestinationEvent | None:
         """Kamailio: ``ds_mark_dst()`` / ``ds_update_state()``.
 
         Marking a destination *trying* counts a failure; at
@@ -489,8 +491,13 @@ class Dispatcher:
         inactive destination active counts a success; it becomes active at
         ``ds_inactive_threshold`` successes. Disabled wins over the rest.
         Returns :class:`DestinationDown` / :class:`DestinationUp` when the
-        destination left or rejoined the rotation.
+        destination left or rejoined the rotation. Without a state, as
+        ``ds_mark_dst()``: inactive, and probing in ``ds_probing_mode`` ALL.
         """
+        if state is None:
+            state = DestinationState.INACTIVE
+            if self._config.ds_probing_mode == 1:
+                state |= DestinationState.PROBING
         new = parse_state(state) if isinstance(state, str) else DestinationState(state)
         entry = self._set(setid)
         i = entry.find(uri)
