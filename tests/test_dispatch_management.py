@@ -233,3 +233,14 @@ def test_overload_rate_is_clamped_to_ocmin_ocmax_and_listed() -> None:
     assert rows["sip:10.0.5.2:5060"]["OCRATE"] == 10
     with pytest.raises(ManagementError):
         m.oclist(9)
+
+
+def test_parameters_may_come_as_json_text_or_numbers() -> None:
+    d, m = make()
+    m.set_state("i", "1", "sip:10.0.0.1:5060")
+    assert d.state(1, "sip:10.0.0.1:5060") == S.INACTIVE
+    assert m.hash("4", "alice", "server.com") == m.hash(4, "alice", "server.com")
+    assert m.ping_active("0") == {"NewPingState": 0, "OldPingState": 1}
+    for bad in ("one", "1.5", "", True):
+        with pytest.raises(ManagementError, match="Invalid Parameters"):
+            m.set_state("a", bad, "all")

@@ -36,6 +36,29 @@ class ManagementError(DispatchError):
     the reason; ``status_hint`` is the fault code (Kamailio answers 500)."""
 
 
+Param = str | int
+
+
+def _int(value: Param) -> int:
+    # An RPC integer: an int, or its decimal text (JSON-RPC clients send
+    # either); anything else is Kamailio's "Invalid Parameters".
+    if isinstance(value, bool) or not isinstance(value, int | str):
+        raise ManagementError("Invalid Parameters", 500)
+    if isinstance(value, int):
+        return value
+    text = value.strip()
+    digits = text[1:] if text[:1] in "+-" else text
+    if not digits.isascii() or not digits.isdigit() or len(digits) > 18:
+        raise ManagementError("Invalid Parameters", 500)
+    return int(text)
+
+
+def _str(value: Param) -> str:
+    if isinstance(value, bool) or not isinstance(value, int | str):
+        raise ManagementError("Invalid Parameters", 500)
+    return str(value)
+
+
 def rpc_flags(state: DestinationState) -> str:
     """The two-letter ``FLAGS`` of ``dispatcher.list``: ``I`` inactive,
     ``D`` disabled, ``T`` trying or ``A`` active (first match in that
@@ -117,9 +140,9 @@ class DispatcherManagement:
                 self._events.append(event)
 
     # ------------------------------------------------------------- list
-    def list(self, mode: str = "") -> dict[str, Any]:
+    def list(self, mode: Param = "") -> dict[str, Any]:
         """Kamailio: ``dispatcher.list [short|full]``."""
-        lowered = mode.lower()
+        lowered = _str(mode).lower()
         d = self.dispatcher
         if not d.setids():
             raise ManagementError("No Destination Sets", 500)
@@ -174,9 +197,10 @@ class DispatcherManagement:
         return out
 
     # ------------------------------------------------------------ state
-    def set_state(self, state: str, group: int, address: str) -> str:
+    def set_state(self, state: Param, group: Param, address: Param) -> str:
         """Kamailio: ``dispatcher.set_state <state> <group> <address|all>``."""
-        new = rpc_state(state)
+        new = rpc_state(_str(state))
+        group, address = _int(group), _str(address)
         d = self.dispatcher
         try:
             if address == "all":
@@ -187,9 +211,10 @@ class DispatcherManagement:
             raise ManagementError("State Update Failed", 500) from None
         return "Ok. Dispatcher state updated."
 
-    def set_duid_state(self, state: str, group: int, duid: str) -> str:
+    def set_duid_state(self, state: Param, group: Param, duid: Param) -> str:
         """Kamailio: ``dispatcher.set_duid_state <state> <group> <duid|all>``."""
-        new = rpc_state(state)
+        new = rpc_state(_str(state))
+        group, duid = _int(group), _str(duid)
         d = self.dispatcher
         try:
             if duid == "all":
@@ -200,7 +225,7 @@ class DispatcherManagement:
             raise ManagementError("State Update Failed", 500) from None
         return "Ok. Dispatcher state updated."
 
-    def ping_active(self, state: int | None = None) -> dict[str, int]:
+    def ping_active(self, state: Param | None = None) -> dict[str, int]:
         """Kamailio: ``dispatcher.ping_active [0|1]``: the global switch of
         keepalives; without a state, the current one."""
         if self.prober is None:
@@ -208,8 +233,9 @@ class DispatcherManagement:
         old = int(self.prober.ping_active)
         if state is None:
             return {"OldPingState": old}
-        self.prober.ping_active = bool(state)
-        return {"NewPingState": int(state), "OldPingState": old}
+        new = _int(state)
+        self.prober.ping_active = bool(new)
+        return {"NewPingState": new, "OldPingState": old}
 
     # --------------------------------------------------------- rebuilds
     def _guard(self, now: float) -> None:
@@ -232,42 +258,48 @@ class DispatcherManagement:
 
     def add(
         self,
-        group: int,
-        address: str,
-        flags: int = 0,
-        priority: int = 0,
-        attrs: str = "",
+        group: Param,
+        address: Param,
+        flags: Param = 0,
+        priority: Param = 0,
+        attrs: Param = "",
         *,
         now: float,
     ) -> str:
         """Kamailio: ``dispatcher.add <group> <address> [flags priority [attrs]]``."""
+        args = (_int(group), _str(address), _int(flags), _int(priority), _str(attrs))
         self._guard(now)
         try:
-            self.dispatcher.add(group, address, flags, priority, attrs)
+            self.dispatcher.add(*args)
         except SipError:
             raise ManagementError("Adding dispatcher dst failed", 500) from None
         return "Ok. Dispatcher destination added."
 
-    def remove(self, group: int, address: str, *, now: float) -> str:
+    def remove(self, group: Param, address: Param, *, now: float) -> str:
         """Kamailio: ``dispatcher.remove <group> <address>``."""
+        setid, uri = _int(group), _str(address)
         self._guard(now)
         try:
-            self.dispatcher.remove(group, address)
+            self.dispatcher.remove(setid, uri)
         except SipError:
             raise ManagementError("Removing dispatcher dst failed", 500) from None
         return "Ok. Dispatcher destination removed."
 
     # ------------------------------------------------------------ other
-    def hash(self, nslots: int, val1: str, val2: str | None = None) -> dict[str, int]:
+    def hash(self, nslots: Param, val1: Param, val2: Param | None = None) -> dict[str, int]:
         """Kamailio: ``dispatcher.hash <nslots> <val1> [val2]``: the
         dispatcher hash of the values and its slot (0 when nslots <= 0)."""
-        hashid = ds_get_hash(val1.encode(), None if val2 is None else val2.encode())
+        nslots = _int(nslots)
+        first = _str(val1).encode("utf-8", "surrogateescape")
+        second = None if val2 is None else _str(val2).encode("utf-8", "surrogateescape")
+        hashid = ds_get_hash(first, second)
         return {"hashid": hashid, "slot": hashid % nslots if nslots > 0 else 0}
 
-    def oclist(self, group: int) -> Rows:
+    def oclist(self, group: Param) -> Rows:
         """Kamailio: ``dispatcher.oclist <group>``: overload-control state."""
+        setid = _int(group)
         try:
-            return self.dispatcher.overload_list(group)
+            return self.dispatcher.overload_list(setid)
         except DispatchError:
             raise ManagementError("Destination set not found", 500) from None
 
