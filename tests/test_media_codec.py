@@ -19,7 +19,9 @@ from sipcore_media import (
     _codec,
     _commands,
     _flags,
+    _pool,
     _replies,
+    _sock,
     _stats,
     decode_message,
     encode_document,
@@ -35,7 +37,7 @@ REAL_REPLY = (
 
 
 def test_module_doctests_pass() -> None:
-    for module in (_codec, _flags, _replies, _stats, _commands):
+    for module in (_codec, _flags, _pool, _replies, _sock, _stats, _commands):
         result = doctest.testmod(module)
         assert result.failed == 0, module.__name__
 

@@ -2,10 +2,14 @@
 
 The rtpengine "ng" control protocol (``<cookie> <bencoded dictionary>``),
 typed builders for every ng command and models for their replies,
-and Kamailio's flag strings turned into ng dictionaries. Nothing here
-opens a socket or reads a clock.
+Kamailio's flag strings turned into ng dictionaries, a pool of rtpengine
+nodes with Kamailio's selection, stickiness, retransmission and failover,
+and the glue that rewrites a SIP message's SDP (``rtpengine_manage``).
+Nothing here opens a socket or reads a clock: datagrams go out as
+:class:`~sipcore_media.events.Transmit` values, time comes in as ``now``.
 """
 
+from . import events
 from ._codec import (
     MAX_MESSAGE_SIZE,
     NgDict,
@@ -48,6 +52,7 @@ from ._commands import (
     UnsilenceMedia,
     Unsubscribe,
 )
+from ._config import MAX_RTPP_TRIED_NODES, HashAlgo, RtpengineConfig
 from ._errors import (
     CommandError,
     ConfigError,
@@ -70,6 +75,7 @@ from ._flags import (
     build_command,
     parse_flags,
 )
+from ._pool import FAILOVER_ERRORS, NodeInfo, RtpenginePool, call_hash
 from ._replies import (
     CallStatsReply,
     ErrorReply,
@@ -94,12 +100,24 @@ from ._replies import (
     Totals,
     parse_reply,
 )
+from ._sock import DEFAULT_PORT, NodeAddress, NodeSpec, parse_rtpengine_sock
 from ._stats import MosStats, MosValues, mos_stats, rtpstat
+from .events import (
+    CommandFailed,
+    MediaEvent,
+    NodeDisabled,
+    NodeEnabled,
+    ReplyReceived,
+    Transmit,
+)
 
 __all__ = [
     "COMMANDS",
+    "DEFAULT_PORT",
     "DIRECTIONAL_COMMANDS",
+    "FAILOVER_ERRORS",
     "MAX_MESSAGE_SIZE",
+    "MAX_RTPP_TRIED_NODES",
     "Answer",
     "BlockDTMF",
     "BlockMedia",
@@ -107,18 +125,21 @@ __all__ = [
     "Codec",
     "Command",
     "CommandError",
+    "CommandFailed",
     "ConfigError",
     "Connect",
     "Delete",
     "ErrorReply",
     "FlagDialect",
     "FlagError",
+    "HashAlgo",
     "IngressSSRC",
     "List",
     "ListReply",
     "LoadLimitReply",
     "Media",
     "MediaError",
+    "MediaEvent",
     "MessageError",
     "MosEntry",
     "MosStats",
@@ -130,6 +151,11 @@ __all__ = [
     "NgMessage",
     "NgValue",
     "NoNodeAvailable",
+    "NodeAddress",
+    "NodeDisabled",
+    "NodeEnabled",
+    "NodeInfo",
+    "NodeSpec",
     "Offer",
     "OkReply",
     "Overloaded",
@@ -144,6 +170,9 @@ __all__ = [
     "Publish",
     "Query",
     "Reply",
+    "ReplyReceived",
+    "RtpengineConfig",
+    "RtpenginePool",
     "SSRCStats",
     "SdpReply",
     "SilenceMedia",
@@ -163,6 +192,7 @@ __all__ = [
     "SubscribeRequest",
     "Tag",
     "Totals",
+    "Transmit",
     "UnblockDTMF",
     "UnblockMedia",
     "UnexpectedReply",
@@ -170,13 +200,16 @@ __all__ = [
     "Unsubscribe",
     "ViaBranch",
     "build_command",
+    "call_hash",
     "decode_document",
     "decode_message",
     "encode_document",
     "encode_message",
+    "events",
     "mos_stats",
     "parse_flags",
     "parse_reply",
+    "parse_rtpengine_sock",
     "rtpstat",
     "split_cookie",
 ]

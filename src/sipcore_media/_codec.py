@@ -12,7 +12,7 @@ nodes or time.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import Final, TypeAlias
+from typing import Final, TypeAlias, Union
 
 import attrs
 import bencodepy  # type: ignore[import-untyped]  # bencode.py ships no types
@@ -32,8 +32,9 @@ __all__ = [
     "split_cookie",
 ]
 
-NgValue: TypeAlias = "str | bytes | int | list[NgValue] | dict[str, NgValue]"
-NgDict: TypeAlias = "dict[str, NgValue]"
+# Union rather than "|" so that the aliases are real objects at run time.
+NgValue: TypeAlias = Union[str, bytes, int, list["NgValue"], dict[str, "NgValue"]]  # noqa: UP007
+NgDict: TypeAlias = dict[str, NgValue]
 
 #: The largest message decoded: Kamailio's reply buffer (``0x40000``).
 MAX_MESSAGE_SIZE: Final = 0x40000
