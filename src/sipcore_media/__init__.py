@@ -100,6 +100,7 @@ from ._replies import (
     Totals,
     parse_reply,
 )
+from ._sip import Rtpengine, apply_sdp, extract_sdp, manage_command, sip_context
 from ._sock import DEFAULT_PORT, NodeAddress, NodeSpec, parse_rtpengine_sock
 from ._stats import MosStats, MosValues, mos_stats, rtpstat
 from .events import (
@@ -171,6 +172,7 @@ __all__ = [
     "Query",
     "Reply",
     "ReplyReceived",
+    "Rtpengine",
     "RtpengineConfig",
     "RtpenginePool",
     "SSRCStats",
@@ -199,6 +201,7 @@ __all__ = [
     "UnsilenceMedia",
     "Unsubscribe",
     "ViaBranch",
+    "apply_sdp",
     "build_command",
     "call_hash",
     "decode_document",
@@ -206,10 +209,13 @@ __all__ = [
     "encode_document",
     "encode_message",
     "events",
+    "extract_sdp",
+    "manage_command",
     "mos_stats",
     "parse_flags",
     "parse_reply",
     "parse_rtpengine_sock",
     "rtpstat",
+    "sip_context",
     "split_cookie",
 ]
