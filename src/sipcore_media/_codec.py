@@ -77,7 +77,8 @@ def encode_document(document: Mapping[str, object]) -> bytes:
     if not isinstance(document, Mapping):
         raise NgEncodeError(f"an ng document is a dictionary, not {type(document).__name__}")
     try:
-        data: bytes = _ENCODER.encode(dict(document))
+        # bencode.py picks its encoder by exact type: a Mapping becomes a dict.
+        data: bytes = _ENCODER.encode(document if type(document) is dict else dict(document))
     except _ENCODE_FAILURES as exc:
         raise NgEncodeError(f"value cannot be bencoded: {exc!r}") from None
     return data

@@ -12,6 +12,7 @@ keeps the raw dictionary in ``document`` for keys it does not name.
 
 from __future__ import annotations
 
+import functools
 import re
 import types
 import typing
@@ -354,14 +355,33 @@ class CallStatsReply(Reply):
     parties; ``totals`` the packet counters (``$rtpstat``); ``ssrc`` the
     per-SSRC MOS figures Kamailio reads for its ``mos_*`` variables (see
     :meth:`mos` and :meth:`rtpstat`).
+
+    ``tags``, ``totals`` and ``ssrc`` are structured when first read (a
+    call's statistics cost more to type than the rest of its commands, and
+    Kamailio too reads them only when asked): a malformed one raises
+    :class:`UnexpectedReply` then.
     """
 
     created: int | None
     created_us: int | None
     last_signal: int | None
-    tags: dict[str, Tag]
-    totals: Totals | None
-    ssrc: dict[str, SSRCStats]
+
+    @functools.cached_property
+    def tags(self) -> dict[str, Tag]:
+        value: dict[str, Tag] = _structure(self.document.get("tags", {}), dict[str, Tag], "tags")
+        return value
+
+    @functools.cached_property
+    def totals(self) -> Totals | None:
+        value: Totals | None = _structure(self.document.get("totals"), Totals | None, "totals")
+        return value
+
+    @functools.cached_property
+    def ssrc(self) -> dict[str, SSRCStats]:
+        value: dict[str, SSRCStats] = _structure(
+            self.document.get("SSRC", {}), dict[str, SSRCStats], "SSRC"
+        )
+        return value
 
     def rtpstat(self) -> str:
         """Kamailio's ``$rtpstat``; an :class:`UnexpectedReply` without totals."""
@@ -441,9 +461,6 @@ def _ok_reply(command: str, result: str, warning: str | None, document: NgDict) 
             created=_optional_int(document, "created"),
             created_us=_optional_int(document, "created_us"),
             last_signal=_optional_int(document, "last signal"),
-            tags=_structure(document.get("tags", {}), dict[str, Tag], "tags"),
-            totals=_structure(document.get("totals"), Totals | None, "totals"),
-            ssrc=_structure(document.get("SSRC", {}), dict[str, SSRCStats], "SSRC"),
         )
     if command == "subscribe request":
         return SubscribeReply(
