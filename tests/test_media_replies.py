@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 import pytest
@@ -10,6 +11,7 @@ from hypothesis import strategies as st
 
 from sipcore_media import (
     CallStatsReply,
+    DTMFEvent,
     ErrorReply,
     ListReply,
     LoadLimitReply,
@@ -28,6 +30,7 @@ from sipcore_media import (
     UnexpectedReply,
     decode_message,
     mos_stats,
+    parse_dtmf_event,
     parse_reply,
     rtpstat,
 )
@@ -390,3 +393,33 @@ def test_kamailio_text_uses_c_division_for_odd_values() -> None:
     values = MosValues(-5, -61, 0, 0, 0, 0, 0)
     text = values.kamailio_text()
     assert text["mos"] == "0.5" and text["at"] == "-1:01"
+
+
+# -- rtpengine_query_v and DTMF events -------------------------------------------------
+
+
+def test_to_json_is_rtpengine_query_v() -> None:
+    reply = parse_reply("query", {"result": "ok", "created": 5, "blob": b"\xff", "l": [1]})
+    assert reply.to_json() == '{"result": "ok", "created": 5, "blob": "\ufffd", "l": [1]}'
+    assert json.loads(reply.to_json(pretty=True)) == json.loads(reply.to_json())
+    assert "\n" in reply.to_json(pretty=True)
+
+
+def test_a_dtmf_event_datagram_is_read() -> None:
+    event = parse_dtmf_event(
+        b'{"callid": "c1", "source_tag": "ft", "source_label": "caller", "timestamp": 17, '
+        b'"event": 11, "duration": 120}'
+    )
+    assert (event.callid, event.source_tag, event.timestamp, event.event) == ("c1", "ft", 17, 11)
+    assert event.document["source_label"] == "caller"
+    assert parse_dtmf_event(b"{}") == DTMFEvent(None, None, None, None, {})
+
+
+@pytest.mark.parametrize(
+    "datagram",
+    [b"", b"not json", b"[1, 2]", b'{"event": "5"}', b'{"callid": 5}', b'{"timestamp": true}',
+     b"[" * 100000, b'{"a": "' + b"x" * 40000 + b'"}'],
+)  # fmt: skip
+def test_a_malformed_dtmf_event_is_unexpected(datagram: bytes) -> None:
+    with pytest.raises(UnexpectedReply):
+        parse_dtmf_event(datagram)

@@ -78,6 +78,7 @@ from ._flags import (
 from ._pool import FAILOVER_ERRORS, NodeInfo, RtpenginePool, call_hash
 from ._replies import (
     CallStatsReply,
+    DTMFEvent,
     ErrorReply,
     IngressSSRC,
     ListReply,
@@ -98,6 +99,7 @@ from ._replies import (
     SubscribeReply,
     Tag,
     Totals,
+    parse_dtmf_event,
     parse_reply,
 )
 from ._sip import Rtpengine, apply_sdp, extract_sdp, manage_command, sip_context
@@ -129,6 +131,7 @@ __all__ = [
     "CommandFailed",
     "ConfigError",
     "Connect",
+    "DTMFEvent",
     "Delete",
     "ErrorReply",
     "FlagDialect",
@@ -212,6 +215,7 @@ __all__ = [
     "extract_sdp",
     "manage_command",
     "mos_stats",
+    "parse_dtmf_event",
     "parse_flags",
     "parse_reply",
     "parse_rtpengine_sock",

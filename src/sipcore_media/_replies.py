@@ -13,6 +13,7 @@ keeps the raw dictionary in ``document`` for keys it does not name.
 from __future__ import annotations
 
 import functools
+import json
 import re
 import types
 import typing
@@ -31,6 +32,7 @@ if TYPE_CHECKING:
 
 __all__ = [
     "CallStatsReply",
+    "DTMFEvent",
     "ErrorReply",
     "IngressSSRC",
     "ListReply",
@@ -51,6 +53,7 @@ __all__ = [
     "SubscribeReply",
     "Tag",
     "Totals",
+    "parse_dtmf_event",
     "parse_reply",
     "text",
 ]
@@ -303,6 +306,14 @@ class Reply:
         """True for ``ok`` and ``pong``."""
         return self.result in ("ok", "pong")
 
+    def to_json(self, pretty: bool = False) -> str:
+        """The reply as JSON text. Kamailio: ``rtpengine_query_v("j")``
+        (``"jp"``: ``pretty=True``); bytes that are not UTF-8 are written
+        with U+FFFD in their place."""
+        return json.dumps(
+            _jsonable(self.document), indent=2 if pretty else None, ensure_ascii=False
+        )
+
 
 @attrs.frozen
 class OkReply(Reply):
@@ -428,6 +439,16 @@ class StatisticsReply(Reply):
     statistics: dict[str, NgValue]
 
 
+def _jsonable(value: object) -> object:
+    if isinstance(value, bytes):
+        return value.decode("utf-8", "replace")
+    if isinstance(value, list):
+        return [_jsonable(v) for v in value]
+    if isinstance(value, dict):
+        return {k: _jsonable(v) for k, v in value.items()}
+    return value
+
+
 def _optional_text(document: Mapping[str, NgValue], key: str) -> str | None:
     value = document.get(key)
     if value is None:
@@ -516,3 +537,54 @@ def parse_reply(command: str, document: NgDict) -> Reply:
     if result != "ok":
         raise UnexpectedReply(f"unknown result {result!r} to {command!r}")
     return _ok_reply(command, result, warning, document)
+
+
+@attrs.frozen
+class DTMFEvent:
+    """One DTMF event rtpengine reported to ``dtmf_events_sock`` (a JSON
+    datagram; Kamailio: ``event_route[rtpengine:dtmf-event]`` with the
+    ``dtmf_event_callid``, ``dtmf_event_source_tag``,
+    ``dtmf_event_timestamp`` and ``dtmf_event`` variables). ``document``
+    keeps every key rtpengine sent."""
+
+    callid: str | None
+    source_tag: str | None
+    timestamp: int | None
+    event: int | None
+    document: dict[str, object] = attrs.field(repr=False)
+
+
+#: Larger than any DTMF report; Kamailio reads them into 32 KiB.
+_DTMF_EVENT_SIZE: Final = 32768
+
+
+def parse_dtmf_event(datagram: bytes) -> DTMFEvent:
+    """Read one DTMF event datagram; :class:`UnexpectedReply` when it is
+    not a JSON object with the fields of the right types.
+
+    >>> parse_dtmf_event(b'{"callid": "c1", "source_tag": "ft", "timestamp": 1700000000, '
+    ...                  b'"event": 5}')
+    DTMFEvent(callid='c1', source_tag='ft', timestamp=1700000000, event=5)
+    """
+    if len(datagram) > _DTMF_EVENT_SIZE:
+        raise UnexpectedReply(f"a DTMF event of {len(datagram)} bytes")
+    try:
+        document = json.loads(datagram)
+    except (ValueError, RecursionError) as exc:
+        raise UnexpectedReply(f"a DTMF event is JSON: {exc}") from None
+    if not isinstance(document, dict):
+        raise UnexpectedReply("a DTMF event is a JSON object")
+
+    def field(name: str, kind: type) -> Any:
+        value = document.get(name)
+        if value is not None and (not isinstance(value, kind) or isinstance(value, bool)):
+            raise UnexpectedReply(f"DTMF event {name!r} is not a {kind.__name__}")
+        return value
+
+    return DTMFEvent(
+        callid=field("callid", str),
+        source_tag=field("source_tag", str),
+        timestamp=field("timestamp", int),
+        event=field("event", int),
+        document=document,
+    )
