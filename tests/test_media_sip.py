@@ -11,13 +11,16 @@ from sipcore_media import (
     CallStatsReply,
     CommandError,
     CommandFailed,
+    FlagDialect,
     MediaEvent,
     MessageError,
     ReplyReceived,
     Rtpengine,
     RtpengineConfig,
+    SipContext,
     Transmit,
     apply_sdp,
+    build_command,
     decode_message,
     encode_message,
     extract_sdp,
@@ -328,3 +331,30 @@ def test_a_failure_reaches_the_caller_with_its_context() -> None:
     [failed] = [e for e in events if isinstance(e, CommandFailed)]
     assert failed.context is msg and msg.body == SDP_A  # untouched
     assert [i.active for i in rtp.show()] == [False]
+
+
+def test_subscribe_and_connect_functions() -> None:
+    rtp, daemon = engine()
+    answer_msg = reply(200, SDP_B)
+    daemon.run(rtp.rtpengine_subscribe_request(request("INFO"), 0.0, "all to-tag=sub1"))
+    daemon.run(rtp.rtpengine_subscribe_answer(answer_msg, 0.0, "to-tag=sub1"))
+    daemon.run(rtp.rtpengine_unsubscribe(request("INFO"), 0.0, "to-tag=sub1"))
+    daemon.run(rtp.rtpengine_connect(request("INFO"), 0.0, ""))
+    sub, ans, unsub, connect = daemon.got
+    # The subscription is the to-tag; the parties are "all" (or from-tags).
+    assert (sub["command"], sub["flags"], sub["to-tag"]) == ("subscribe request", ["all"], "sub1")
+    assert "from-tag" not in sub
+    assert (ans["command"], ans["to-tag"], ans["sdp"]) == ("subscribe answer", "sub1",
+                                                            SDP_B.decode())  # fmt: skip
+    assert "from-tag" not in ans and "from-tag" not in unsub
+    assert (unsub["command"], unsub["to-tag"]) == ("unsubscribe", "sub1")
+    assert (connect["command"], connect["from-tag"], connect["to-tag"]) == ("connect", FT, TT)
+
+
+def test_subscribe_request_names_parties_in_from_tags_in_current_kamailio() -> None:
+    ctx = SipContext(CID, FT, to_tag=TT)
+    current = build_command("subscribe request", "from-tags=a from-tags=b", ctx,
+                            FlagDialect.KAMAILIO_5_8)  # fmt: skip
+    assert current["from-tags"] == ["a", "b"] and "to-tag" not in current
+    # 5.6 has no such rule: a plain key.
+    assert build_command("subscribe request", "from-tags=a", ctx)["from-tags"] == "a"

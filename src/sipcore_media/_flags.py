@@ -109,6 +109,9 @@ DIRECTIONAL_COMMANDS: Final = frozenset(
 # Kamailio builds the SDP-related lists only for these; elsewhere the
 # tokens are consumed and dropped.
 _SDP_COMMANDS: Final = frozenset({"offer", "answer"})
+# Commands that carry the message's SDP ("subscribe answer": the
+# subscriber's answer, as the current module's rtpengine_subscribe_answer).
+_BODY_COMMANDS: Final = _SDP_COMMANDS | {"subscribe answer"}
 
 _ATOI: Final = re.compile(r"[ \t\n\v\f\r]*([+-]?[0-9]+)")
 
@@ -152,6 +155,7 @@ class ParsedFlags:
     t38: list[str] = attrs.field(factory=list)
     codec: dict[str, list[str]] = attrs.field(factory=dict)
     received_from: list[str] = attrs.field(factory=list)
+    from_tags: list[str] = attrs.field(factory=list)
     transport: int = 0
     call_id: str | None = None
     from_tag: str | None = None
@@ -242,7 +246,7 @@ def parse_flags(
             continue
         if _codec_rule(parsed, key, value, codec_rules, sdp_lists):
             continue
-        if _special_rule(parsed, key, value, add):
+        if _special_rule(parsed, key, value, add, dialect):
             continue
         if value is None:
             parsed.flags.append(key)
@@ -305,7 +309,11 @@ def _codec_rule(
 
 
 def _special_rule(
-    parsed: ParsedFlags, key: str, value: str | None, add: Callable[[list[str], str], None]
+    parsed: ParsedFlags,
+    key: str,
+    value: str | None,
+    add: Callable[[list[str], str], None],
+    dialect: FlagDialect,
 ) -> bool:
     """Kamailio's ``switch (key.len)`` block; False sends the token on to
     the generic rule (a bare word to ``flags``, ``key=value`` to the top)."""
@@ -344,6 +352,10 @@ def _special_rule(
             # Kamailio adds a string of length -1 and fails the command.
             raise FlagError("error processing flag 'direction': missing value")
         add(parsed.direction, value)
+    elif key == "from-tags" and dialect is FlagDialect.KAMAILIO_5_8:
+        if value is None:
+            raise FlagError("error processing flag 'from-tags': missing value")
+        parsed.from_tags.append(value)
     elif key == "via-branch":
         parsed.via = _via_branch(value)
     elif key == "repacketize":
@@ -437,17 +449,26 @@ def _tags(parsed: ParsedFlags, command: str, context: SipContext, document: NgDi
     """Kamailio's ``parse_from_to_tags``: which tag goes where."""
     from_tag = parsed.from_tag if parsed.from_tag is not None else context.from_tag
     to_tag = parsed.to_tag if parsed.to_tag is not None else context.to_tag
-    # Every command but delete sends the To tag when there is one; delete
-    # only with the to-tag token.
-    include_to = command != "delete" or parsed.include_to_tag
+    # Every command but delete (and subscribe request) sends the To tag when
+    # there is one; those only with the to-tag token.
+    include_to = command not in ("delete", "subscribe request") or parsed.include_to_tag
     if command in DIRECTIONAL_COMMANDS:
         if parsed.directional:
             document["from-tag"] = from_tag
             if include_to and to_tag:
                 document["to-tag"] = to_tag
         return
-    if command in ("subscribe request", "unsubscribe"):
-        document["from-tag"] = from_tag
+    # The subscription commands (current Kamailio only): the parties go in
+    # from-tags, the subscription is the to-tag.
+    if command == "subscribe request":
+        if parsed.from_tags:
+            document["from-tags"] = list(parsed.from_tags)
+        if include_to and to_tag:
+            document["to-tag"] = to_tag
+        return
+    if command in ("subscribe answer", "unsubscribe"):
+        if to_tag:
+            document["to-tag"] = to_tag
         return
     if (
         (context.is_request and command != "answer")
@@ -504,7 +525,7 @@ def build_command(
     if parsed is not None:
         command = parsed.command
     document: NgDict = {"supports": ["load limit"]}
-    if command in _SDP_COMMANDS:
+    if command in _BODY_COMMANDS:
         if context.sdp is None:
             raise MessageError("can't extract body from the message")
         document["sdp"] = context.sdp

@@ -574,6 +574,63 @@ class Rtpengine:
         """Kamailio: ``play_dtmf(flags)`` (``code=``, ``duration=``...)."""
         return self._simple("play DTMF", msg, now, flags, source, setid, context)
 
+    def rtpengine_connect(
+        self,
+        msg: Request | Response,
+        now: float,
+        flags: str | None = None,
+        *,
+        source: Endpoint | str | None = None,
+        setid: int | None = None,
+        context: object = None,
+    ) -> list[MediaEvent]:
+        """Kamailio (current): ``rtpengine_connect([flags])``: join the
+        media of the From and To parties (``to-call-id=`` for two calls).
+        rtpengine 10.5 does not know ``connect``."""
+        return self._simple("connect", msg, now, flags, source, setid, context)
+
+    def rtpengine_subscribe_request(
+        self,
+        msg: Request | Response,
+        now: float,
+        flags: str | None = None,
+        *,
+        source: Endpoint | str | None = None,
+        setid: int | None = None,
+        context: object = None,
+    ) -> list[MediaEvent]:
+        """Kamailio (current): ``rtpengine_subscribe_request(flags, ...)``:
+        the reply (:class:`~sipcore_media.SubscribeReply`) has the sendonly
+        offer SDP and the subscription's to-tag Kamailio puts in its AVPs."""
+        return self._simple("subscribe request", msg, now, flags, source, setid, context)
+
+    def rtpengine_subscribe_answer(
+        self,
+        msg: Request | Response,
+        now: float,
+        flags: str | None = None,
+        *,
+        source: Endpoint | str | None = None,
+        setid: int | None = None,
+        context: object = None,
+    ) -> list[MediaEvent]:
+        """Kamailio (current): ``rtpengine_subscribe_answer([flags])``: the
+        subscriber's answer SDP (the message body) for ``to-tag=``."""
+        return self._simple("subscribe answer", msg, now, flags, source, setid, context)
+
+    def rtpengine_unsubscribe(
+        self,
+        msg: Request | Response,
+        now: float,
+        flags: str | None = None,
+        *,
+        source: Endpoint | str | None = None,
+        setid: int | None = None,
+        context: object = None,
+    ) -> list[MediaEvent]:
+        """Kamailio (current): ``rtpengine_unsubscribe([flags])``."""
+        return self._simple("unsubscribe", msg, now, flags, source, setid, context)
+
     # -- the RPC commands -----------------------------------------------------------
 
     def show(self, url: str = "all") -> list[NodeInfo]:
