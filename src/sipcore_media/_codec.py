@@ -74,11 +74,13 @@ def encode_document(document: Mapping[str, object]) -> bytes:
     >>> encode_document({"command": "ping"})
     b'd7:command4:pinge'
     """
-    if not isinstance(document, Mapping):
-        raise NgEncodeError(f"an ng document is a dictionary, not {type(document).__name__}")
-    try:
+    if type(document) is not dict:
         # bencode.py picks its encoder by exact type: a Mapping becomes a dict.
-        data: bytes = _ENCODER.encode(document if type(document) is dict else dict(document))
+        if not isinstance(document, Mapping):
+            raise NgEncodeError(f"an ng document is a dictionary, not {type(document).__name__}")
+        document = dict(document)
+    try:
+        data: bytes = _ENCODER.encode(document)
     except _ENCODE_FAILURES as exc:
         raise NgEncodeError(f"value cannot be bencoded: {exc!r}") from None
     return data
