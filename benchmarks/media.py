@@ -111,13 +111,39 @@ def interleaved_us(jobs: dict[str, Any], number: int, rounds: int) -> dict[str, 
     return best
 
 
+def delete_reply() -> dict[str, Any]:
+    """A delete reply of the shape rtpengine 10.5 sends for a two-party call."""
+
+    def stream(port: int, kind: str) -> dict[str, Any]:
+        endpoint = {"family": "IPv4", "address": "127.0.0.5", "port": 30000}
+        stats = {"packets": 0, "bytes": 0, "errors": 0}
+        return {"local port": port, "local address": "127.0.0.1", "family": "IPv4",
+                "endpoint": endpoint, "advertised endpoint": endpoint, "last packet": 1796169186,
+                "flags": [kind, "filled"], "stats": stats}  # fmt: skip
+
+    zero = {"packets": 0, "bytes": 0, "errors": 0}
+    tags = {}
+    for tag, other, port in (("ft", "tt", 40000), ("tt", "ft", 40002)):
+        peer = [{"tag": other, "type": "offer/answer"}]
+        media = {"index": 1, "type": "audio", "protocol": "RTP/AVP",
+                 "streams": [stream(port, "RTP"), stream(port + 1, "RTCP")],
+                 "flags": ["initialized", "send", "recv"]}  # fmt: skip
+        tags[tag] = {"tag": tag, "created": 1796169186, "subscriptions": peer,
+                     "subscribers": peer, "medias": [media]}  # fmt: skip
+    return {"created": 1796169186, "created_us": 174328, "last signal": 1796169186, "SSRC": {},
+            "tags": tags, "totals": {"RTP": zero, "RTCP": zero}, "result": "ok"}  # fmt: skip
+
+
 def codec_figures(number: int, rounds: int) -> dict[str, float]:
     request = typical_offer()
     reply = {"sdp": REPLY_SDP, "result": "ok"}
     reply_datagram = encode_message("5323_1", reply)
     reply_body = reply_datagram.partition(b" ")[2]
     request_body = bencodepy.encode(request)
+    delete_body = bencodepy.encode(delete_reply())
+    delete_datagram = b"5323_2 " + delete_body
     # Each timed call, once, checked.
+    assert decode_message(delete_datagram).document == delete_reply()
     assert encode_message("5323_1", request) == b"5323_1 " + request_body
     decoded = decode_message(reply_datagram)
     assert decoded.document == reply
@@ -130,8 +156,11 @@ def codec_figures(number: int, rounds: int) -> dict[str, float]:
         "decode_reply_us": lambda: decode_message(reply_datagram),
         "bencodepy_decode_us": lambda: bencodepy.decode(reply_body),
         "reply_model_us": lambda: parse_reply("offer", decoded.document),
+        "decode_delete_reply_us": lambda: decode_message(delete_datagram),
+        "bencodepy_decode_delete_us": lambda: bencodepy.decode(delete_body),
     }
     figures = interleaved_us(jobs, number // 10, rounds)
+    figures["delete_reply_bytes"] = float(len(delete_datagram))
     figures["request_bytes"] = float(len(request_body) + 7)
     figures["reply_bytes"] = float(len(reply_datagram))
     figures["codec_total_us"] = (
@@ -296,6 +325,11 @@ def main() -> int:
         f"  bencode.py     encode {codec['bencodepy_encode_us']:6.2f} µs  decode "
         f"{codec['bencodepy_decode_us']:6.2f} µs                     "
         f"total {codec['bencodepy_total_us']:6.2f} µs"
+    )
+    print(
+        f"delete reply of a two-party call ({codec['delete_reply_bytes']:.0f} B): decode "
+        f"{codec['decode_delete_reply_us']:.0f} µs, bencode.py alone "
+        f"{codec['bencodepy_decode_delete_us']:.0f} µs"
     )
     pool_us = pool_figure(number // 4)
     print(f"pool request + receive, one offer: {pool_us:.2f} µs")
