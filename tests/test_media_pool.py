@@ -358,6 +358,8 @@ def test_a_reply_from_the_wrong_address_is_not_taken() -> None:
     assert isinstance(sent, Transmit)
     reply = encode_message(sent.cookie, {"result": "pong"})
     assert pool.receive(reply, 0.1, source=("127.0.0.9", A[1])) == []
+    assert pool.receive(reply, 0.1, source=("not-an-address", A[1])) == []
+    assert pool.receive(reply, 0.1, source=(A[0], A[1] + 1)) == []
     [done] = pool.receive(reply, 0.1, source=A)
     assert isinstance(done, ReplyReceived)
 
@@ -498,6 +500,20 @@ def test_start_pings_every_node_and_ping_interval_repeats_it() -> None:
     assert n.nodes[A].commands == ["ping"] and n.nodes[B].commands == ["ping"]
     n.advance(125.0)
     assert n.nodes[A].commands == ["ping"] * 3
+
+
+def test_a_node_by_name_takes_replies_from_any_address() -> None:
+    pool = RtpenginePool(RtpengineConfig("udp:rtp.example.com:2223"), cookie_prefix="t")
+    [sent] = pool.request(Ping(), 0.0)
+    assert isinstance(sent, Transmit) and sent.destination == ("rtp.example.com", 2223)
+    [done] = pool.receive(encode_message(sent.cookie, {"result": "pong"}), 0.1, source=A)
+    assert isinstance(done, ReplyReceived)
+
+
+@pytest.mark.parametrize("prefix", ["", "a b", "caf\u00e9", "tab\t"])
+def test_cookie_prefixes_must_be_printable_ascii(prefix: str) -> None:
+    with pytest.raises(ConfigError):
+        RtpenginePool(RtpengineConfig(URL_A), cookie_prefix=prefix)
 
 
 def test_unix_nodes_are_refused_by_the_pool() -> None:

@@ -58,7 +58,7 @@ from ._errors import (
     UnexpectedReply,
 )
 from ._replies import ErrorReply, LoadLimitReply, PingReply, Reply, parse_reply
-from ._sock import NodeSpec, parse_rtpengine_sock
+from ._sock import NodeAddress, NodeSpec, parse_rtpengine_sock
 from .events import (
     CommandFailed,
     MediaEvent,
@@ -157,12 +157,20 @@ def call_hash(call_id: str, algo: HashAlgo) -> int:
     return zlib.crc32(data) & 0xFFFFFFFF
 
 
-def _is_ip(host: str) -> bool:
+def _same_address(source: tuple[str, int], node: NodeAddress) -> bool:
+    """Whether a reply from ``source`` can be the node's. Only a node given
+    by IP address can be checked (a name would need resolving)."""
+    if node.host is None:
+        return True
     try:
-        ipaddress.ip_address(host)
+        expected = ipaddress.ip_address(node.host)
+    except ValueError:
+        return True
+    try:
+        seen = ipaddress.ip_address(source[0].split("%", 1)[0])
     except ValueError:
         return False
-    return True
+    return (seen, source[1]) == (expected, node.port)
 
 
 class RtpenginePool:
@@ -182,8 +190,8 @@ class RtpenginePool:
     ) -> None:
         self.config = config or RtpengineConfig()
         prefix = cookie_prefix if cookie_prefix is not None else secrets.token_hex(6)
-        if not prefix or " " in prefix:
-            raise ConfigError("cookie_prefix must be a non-empty string without spaces")
+        if not prefix or not prefix.isascii() or not prefix.isprintable() or " " in prefix:
+            raise ConfigError("cookie_prefix must be printable ASCII without spaces")
         # Cookies must be unique per daemon for a minute (its reply cache is
         # keyed by the cookie alone): a random prefix per pool, a counter.
         self._cookie_prefix = prefix
@@ -697,14 +705,7 @@ class RtpenginePool:
             self.stray_replies += 1
             return []
         node = pending.node
-        host = node.spec.address.host
-        if (
-            source is not None
-            and host is not None
-            and _is_ip(host)
-            and (ipaddress.ip_address(source[0]), source[1])
-            != (ipaddress.ip_address(host), node.spec.address.port)
-        ):
+        if source is not None and not _same_address(source, node.spec.address):
             self.stray_replies += 1
             return []
         self._retire(pending)
