@@ -432,6 +432,15 @@ def test_show_lists_nodes_as_rtpengine_show_does() -> None:
         n.pool.show("udp:nowhere:1")
 
 
+def test_disabling_by_hand_lets_commands_already_sent_finish() -> None:
+    n = net(URL_A)
+    events = n.pool.request(offer("c"), 0.0)
+    [sent] = [e for e in events if isinstance(e, Transmit)]
+    n.deliver(n.pool.enable(URL_A, False, 0.0))
+    [done] = n.pool.receive(encode_message(sent.cookie, {"sdp": "v=0", "result": "ok"}), 0.1)
+    assert isinstance(done, ReplyReceived) and done.node == URL_A
+
+
 def test_enable_zero_disables_for_good_and_one_pings_back() -> None:
     n = net(f"{URL_A} {URL_B}")
     n.deliver(n.pool.enable(URL_A, False, n.now))
@@ -483,15 +492,20 @@ def test_allow_op_lets_calls_finish_on_disabled_nodes() -> None:
         assert (len(n.nodes[A].received) > before) is by_hand_ok, allow
 
 
-def test_reload_hides_removed_nodes_and_moves_their_commands() -> None:
-    n = net(f"{URL_A} {URL_B}")
+def test_reload_hides_removed_nodes_and_their_commands_run_their_course() -> None:
+    n = net(f"{URL_A} {URL_B}", rtpengine_tout_ms=100, rtpengine_retr=2)
     n.nodes[A].answer = None
     call_id = on_first_of_two()
     n.request(offer(call_id))
     n.deliver(n.pool.reload(f"{URL_B}=5 {URL_C}", n.now))
+    assert n.finished() == []  # the offer sent to A still waits for its answer
+    n.advance(0.2)
     [done] = n.finished()
     assert isinstance(done, ReplyReceived) and done.node == URL_B
     assert [(i.url, i.weight) for i in n.pool.show()] == [(URL_B, 5), (URL_C, 1)]
+    # Listed again, a hidden node comes back selectable.
+    n.deliver(n.pool.reload(f"{URL_A} {URL_B}", n.now))
+    assert [(i.url, i.active) for i in n.pool.show()] == [(URL_A, True), (URL_B, True)]
 
 
 def test_start_pings_every_node_and_ping_interval_repeats_it() -> None:

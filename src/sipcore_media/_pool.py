@@ -220,7 +220,9 @@ class RtpenginePool:
             for node in nodes:
                 if node.url == spec.url:
                     node.spec = spec
-                    node.displayed = True
+                    if not node.displayed:  # hidden by a reload, listed again
+                        node.displayed = True
+                        node.disabled = node.permanent = False
                     break
             else:
                 nodes.append(_Node(spec, self._node_count))
@@ -229,7 +231,8 @@ class RtpenginePool:
     def reload(self, rtpengine_sock: str | tuple[str, ...], now: float) -> list[MediaEvent]:
         """Kamailio: ``rtpengine.reload``. Nodes still listed keep their
         state and take the new weight; new ones join; the others are hidden
-        and disabled for good (commands in flight to them fail over)."""
+        and disabled for good (commands already sent to them run their
+        course: answered, or moved on after their retries)."""
         specs = parse_rtpengine_sock(rtpengine_sock, self.config.setid_default)
         listed = {(s.setid, s.url) for s in specs}
         events: list[MediaEvent] = []
@@ -381,6 +384,10 @@ class RtpenginePool:
         if (node.disabled, node.permanent) != was or not node.permanent:
             until = None if node.permanent else node.recheck_at
             events.append(NodeDisabled(node.url, node.spec.setid, until, reason))
+        if permanent:
+            # Disabled by hand or removed: commands already sent may still be
+            # answered (and must not be set up twice); they run their course.
+            return
         # Nothing else waits on a node given up on (Kamailio issue 3370).
         for pending in [p for p in self._pending.values() if p.node is node and p.probe is None]:
             self._retire(pending)
