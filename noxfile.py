@@ -110,6 +110,12 @@ def bench(session: nox.Session) -> None:
         "benchmarks/dispatch.py",
         *[a for a in session.posargs if a in ("--quick", "--check")],
     )
+    # rtpengine control: the ng codec, and offer/answer/delete against a real rtpengine.
+    session.run(
+        "python",
+        "benchmarks/media.py",
+        *[a for a in session.posargs if a in ("--quick", "--check")],
+    )
 
 
 @nox.session(python=PYTHON)
