@@ -447,10 +447,73 @@ def main(argv: Sequence[str] | None = None) -> int:
     return 0
 
 
+SIPCORE_TOML = """# The e2e benchmark's sipcore-proxy: the Kamailio configuration's twin.
+[proxy]
+listen = ["udp:{host}:{port}"]
+
+[dispatcher]
+setid = 1
+algorithm = 4
+failover_codes = [408, 500, 502, 503, 504]
+mark_codes = [408, 500, 502, 503, 504]
+mark_state = "ip"
+{destinations}
+# Kamailio's reference keeps its dialogs in memory only (no db_url): so
+# does this one; the management endpoint is off (it would want port 8060).
+[persistence]
+enabled = false
+
+[management]
+enabled = false
+
+[logging]
+level = "warning"
+"""
+
+
+class SipcoreProxy:
+    name = "sipcore"
+
+    def __init__(self, workdir: Path, backends: Sequence[int], taken: set[int]) -> None:
+        self.port = free_udp_port(taken)
+        rundir = workdir / "sipcore"
+        rundir.mkdir()
+        destinations = "".join(
+            f'\n[[dispatcher.destinations]]\nuri = "sip:{LOOPBACK}:{p}"\n' for p in backends
+        )
+        config = rundir / "proxy.toml"
+        config.write_text(
+            SIPCORE_TOML.format(
+                host=LOOPBACK,
+                port=self.port,
+                destinations=destinations,
+            )
+        )
+        self.log = (rundir / "proxy.log").open("wb")
+        self.process = subprocess.Popen(
+            [sys.executable, "-m", "sipcore.app", str(config)],
+            cwd=rundir,
+            stdin=subprocess.DEVNULL,
+            stdout=self.log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+        time.sleep(2.0)
+        if self.process.poll() is not None:
+            raise SystemExit(f"sipcore-proxy did not start: see {rundir / 'proxy.log'}")
+
+    def pid(self) -> int:
+        return self.process.pid
+
+    def stop(self) -> None:
+        stop_process(self.process)
+        self.log.close()
+
+
 def start_proxy(name: str, workdir: Path, backends: Sequence[int], taken: set[int]) -> Proxy:
     if name == "kamailio":
         return KamailioProxy(workdir, backends, taken)
-    raise SystemExit("the sipcore proxy application is not on this branch yet")
+    return SipcoreProxy(workdir, backends, taken)
 
 
 if __name__ == "__main__":
