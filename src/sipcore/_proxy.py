@@ -427,7 +427,9 @@ class RequestContext:
 
     def on_failure(self, hook: RouteHook) -> None:
         """Kamailio: ``t_on_failure``. Runs when every branch ended without
-        a 2xx or 6xx; the hook may :meth:`relay` again (serial failover)."""
+        a 2xx or 6xx; the hook may :meth:`relay` again (serial failover).
+        Armed for one failure, as ``t_on_failure`` is: a hook that relays
+        again and wants to see that attempt fail too arms itself again."""
         self.failure_route = hook
 
     def on_reply(self, hook: ReplyHook) -> None:
