@@ -5,11 +5,13 @@ both from Python and from the command line (a child process)."""
 from __future__ import annotations
 
 import doctest
+import subprocess
 from pathlib import Path
 
 import pytest
 
 import sipcore.app.config
+from app_helpers import PROXY_COMMAND, write_config
 from sipcore import Endpoint
 from sipcore.app import ConfigError, load_config, parse_config
 from sipcore.app.config import key_lines, read_destinations
@@ -372,12 +374,6 @@ def test_load_config_reports_a_missing_file_and_bytes_that_are_not_utf8(tmp_path
     assert latin.value.line == 4 and "not UTF-8" in str(latin.value)
 
 
-def write_config(tmp_path: Path, text: str) -> Path:
-    path = tmp_path / "proxy.toml"
-    path.write_text(text, encoding="utf-8")
-    return path
-
-
 def test_a_list_file_is_read_and_its_bad_line_named(tmp_path: Path) -> None:
     listing = tmp_path / "dispatcher.list"
     listing.write_text("# gateways\n1 sip:10.0.0.1:5060 0 0 duid=a\n1 sip:10.0.0.2:5060\n")
@@ -403,3 +399,37 @@ def test_reading_the_destinations_again_sees_edits_to_the_config_file(tmp_path: 
     with pytest.raises(ConfigError) as caught:
         read_destinations(config, reread=True)
     assert caught.value.key == "dispatcher.destinations[1].uri" and caught.value.line == 3
+
+
+def run_cli(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [*PROXY_COMMAND, *args], cwd=cwd, capture_output=True, text=True, timeout=30
+    )
+
+
+def test_the_command_prints_one_line_and_exits_2_for_a_bad_file(tmp_path: Path) -> None:
+    path = write_config(tmp_path, f"[dispatcher]\nalgorithm = 99\n{ONE}")
+    done = run_cli(str(path), cwd=tmp_path)
+    assert done.returncode == 2
+    assert done.stdout == ""
+    assert done.stderr.count("\n") == 1 and "Traceback" not in done.stderr
+    assert done.stderr.startswith(f"sipcore-proxy: {path}:2: dispatcher.algorithm: 99 is not")
+
+
+def test_the_command_checks_a_good_file_without_starting(tmp_path: Path) -> None:
+    path = write_config(tmp_path, ONE)
+    done = run_cli(str(path), "--check", cwd=tmp_path)
+    assert (done.returncode, done.stdout, done.stderr) == (0, f"{path}: OK\n", "")
+
+
+def test_a_store_that_cannot_be_opened_is_a_config_error_at_start(tmp_path: Path) -> None:
+    text = (
+        f'[proxy]\nlisten = ["udp:127.0.0.1:0"]\n{ONE}[management]\nenabled = false\n'
+        f'[persistence]\npath = "{tmp_path}/no/such/dir/d.sqlite"\n'
+    )
+    path = write_config(tmp_path, text)
+    done = run_cli(str(path), cwd=tmp_path)
+    assert done.returncode == 2, done.stderr
+    last = done.stderr.splitlines()[-1]
+    assert "Traceback" not in done.stderr
+    assert last.startswith(f"sipcore-proxy: {path}:8: persistence.path: cannot open"), last
