@@ -111,6 +111,7 @@ class Uas(asyncio.DatagramProtocol):
         self.invite_code = 200
         self.hold = False
         self.ring = False  # with hold: a 180 first
+        self.silent = False  # read everything, answer nothing (not even probes)
         self.received: list[Request] = []
         self.held: list[tuple[Request, tuple[Any, ...]]] = []
         self.arrived = asyncio.Event()
@@ -139,7 +140,7 @@ class Uas(asyncio.DatagramProtocol):
             return
         self.received.append(message)
         self.arrived.set()
-        if message.method == "ACK":
+        if message.method == "ACK" or self.silent:
             return
         if message.method == "INVITE":
             if any(r.via[0].branch == message.via[0].branch for r, _ in self.held):
@@ -183,6 +184,11 @@ class Uas(asyncio.DatagramProtocol):
             self.arrived.clear()
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self.arrived.wait(), left)
+
+    async def another(self, timeout: float = WAIT) -> None:
+        """Until one more request arrived (bounded)."""
+        seen = len(self.received)
+        await self.wait_for("another request", lambda: len(self.received) > seen, timeout)
 
     def close(self) -> None:
         if self.transport is not None:

@@ -41,8 +41,9 @@ def test_calls_alternate_over_two_destinations_and_in_dialog_requests_follow_the
                 (rr,) = answer.record_route
                 assert str(rr.uri).startswith(f"sip:{proxy.hostport};lr;ftag=")
                 assert ";did=" in str(rr.uri)
+            await a.wait_for("both ACKs", lambda: a.methods().count("ACK") == 2)
+            await b.wait_for("both ACKs", lambda: b.methods().count("ACK") == 2)
             for uas in (a, b):
-                await uas.wait_for("both ACKs", lambda u=uas: u.methods().count("ACK") == 2)  # type: ignore[misc]
                 assert all("Route" not in r for r in uas.received if r.method == "ACK")
             assert app.tracker.stats.active == 4
             assert {d.state for d in app.tracker} == {DialogState.CONFIRMED}
@@ -318,3 +319,48 @@ def test_the_request_uri_and_route_of_a_relayed_invite(tmp_path: Path) -> None:
         a.close()
 
     run(main())
+
+
+def test_probing_takes_a_silent_destination_down_and_brings_it_back_up(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.INFO, logger="sipcore.app")
+
+    async def main() -> None:
+        a, b = await Uas.open("a"), await Uas.open("b")
+        flagged = "".join(
+            f'[[dispatcher.destinations]]\nuri = "{u.uri}"\nflags = "p"\n' for u in (a, b)
+        )
+        text = app_toml(
+            tmp_path,
+            proxy_extra="t1 = 0.02\n",  # a probe of a silent UAS times out in 1.28 s
+            dispatcher_extra=flagged,
+            extra='[probing]\ninterval = 1\nmode = "flagged"\n',
+        )
+        async with running(text) as app:
+            b.silent = True
+            await b.wait_for("a probe", lambda: "OPTIONS" in b.methods(), timeout=10.0)
+            loop = asyncio.get_running_loop()
+            deadline = loop.time() + 15.0
+            while not app_events(caplog, "destination.down") and loop.time() < deadline:
+                await a.another()
+            assert app.dispatcher.state(1, b.uri) == S.INACTIVE | S.PROBING
+            caller = await Caller.open(sip_udp(app))
+            answers = [await caller.call(f"q{i}") for i in range(3)]
+            assert [r.to.tag for r in answers] == ["a", "a", "a"]
+            b.silent = False
+            deadline = loop.time() + 15.0
+            while not app_events(caplog, "destination.up") and loop.time() < deadline:
+                await b.another()
+            assert app.dispatcher.state(1, b.uri) == S.PROBING
+            for cseq, answer in enumerate(answers, 2):
+                assert (await caller.bye(answer, cseq)).status_code == 200
+            caller.close()
+        for uas in (a, b):
+            uas.close()
+
+    run(main())
+    (down,) = app_events(caplog, "destination.down")
+    (up,) = app_events(caplog, "destination.up")
+    assert down.sipcore_fields["cause"] == up.sipcore_fields["cause"] == "probe"  # type: ignore[attr-defined]
+    assert (down.sipcore_fields["code"], up.sipcore_fields["code"]) == (408, 200)  # type: ignore[attr-defined]
