@@ -50,6 +50,7 @@ __all__ = [
     "ProxyOptions",
     "error_at",
     "key_lines",
+    "known_keys",
     "load_config",
     "parse_config",
     "read_destinations",
@@ -189,6 +190,9 @@ class _Locator:
     def __init__(self, source: str, text: str) -> None:
         self.source = source
         self._lines = key_lines(text)
+        # Every key the reader knows, by table ("dispatcher.destinations"
+        # for each [[dispatcher.destinations]]): what the docs must list.
+        self.known: dict[str, set[str]] = {}
 
     def line_of(self, key: str) -> int | None:
         # An element of an array or a key inside an inline table has no line
@@ -243,8 +247,12 @@ class _Table:
     def has(self, name: str) -> bool:
         return name in self._data
 
-    def _get(self, name: str, default: _T, check: Callable[[object], bool], wanted: str) -> Any:
+    def _take(self, name: str) -> None:
         self._taken.add(name)
+        self._locator.known.setdefault(re.sub(r"\[\d+\]", "", self._path), set()).add(name)
+
+    def _get(self, name: str, default: _T, check: Callable[[object], bool], wanted: str) -> Any:
+        self._take(name)
         if name not in self._data:
             return default
         value = self._data[name]
@@ -331,7 +339,7 @@ class _Table:
         ]
 
     def raw(self, name: str) -> object:
-        self._taken.add(name)
+        self._take(name)
         return self._data.get(name)
 
     def done(self) -> None:
@@ -754,6 +762,17 @@ def parse_config(text: str, source: str = "<config>") -> AppConfig:
     ``source`` names the file in messages and is where a reload reads the
     destinations again.
     """
+    return _parse(text, source)[0]
+
+
+def known_keys() -> dict[str, set[str]]:
+    """Every key of the file, by table (``""`` is the top level): what
+    ``docs/proxy-app.md`` must document."""
+    minimal = '[[dispatcher.destinations]]\nuri = "sip:127.0.0.1"\n'
+    return _parse(minimal, "<config>")[1].known
+
+
+def _parse(text: str, source: str) -> tuple[AppConfig, _Locator]:
     try:
         data = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
@@ -781,7 +800,7 @@ def parse_config(text: str, source: str = "<config>") -> AppConfig:
         config.dispatcher_config()
     except SipError as exc:  # pragma: no cover - every bound is checked above
         raise ConfigError(exc.reason, source=source) from None
-    return config
+    return config, locator
 
 
 _POSITION: Final = re.compile(r"\s*\(at line (\d+), column (\d+)\)\s*$")
