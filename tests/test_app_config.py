@@ -433,3 +433,12 @@ def test_a_store_that_cannot_be_opened_is_a_config_error_at_start(tmp_path: Path
     last = done.stderr.splitlines()[-1]
     assert "Traceback" not in done.stderr
     assert last.startswith(f"sipcore-proxy: {path}:8: persistence.path: cannot open"), last
+
+
+def test_the_check_reads_the_list_file_too(tmp_path: Path) -> None:
+    listing = tmp_path / "dispatcher.list"
+    listing.write_text("1 sip:10.0.0.1:5060\n1 sip:[oops\n")
+    path = write_config(tmp_path, f'[dispatcher]\nlist_file = "{listing}"\n')
+    done = run_cli(str(path), "--check", cwd=tmp_path)
+    assert done.returncode == 2
+    assert done.stderr.startswith(f"sipcore-proxy: {listing}:2: ") and done.stderr.count("\n") == 1

@@ -36,6 +36,7 @@ class Child:
     lines: list[str] = attrs.Factory(list)
     ready: dict[str, Any] = attrs.Factory(dict)
     reader: asyncio.Task[None] | None = None
+    logged: asyncio.Event = attrs.Factory(asyncio.Event)
 
     @property
     def sip(self) -> Endpoint:
@@ -48,6 +49,19 @@ class Child:
 
     def events(self, name: str) -> list[dict[str, Any]]:
         return [r for r in self.records if r.get("event") == name]
+
+    async def event(self, name: str, timeout: float = START_WAIT) -> dict[str, Any]:
+        """The first record of event ``name``, waiting for it (bounded)."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout
+        while not self.events(name):
+            left = deadline - loop.time()
+            if left <= 0 or self.process.returncode is not None:
+                raise AssertionError(f"no {name} record: {self.records[-5:]}")
+            self.logged.clear()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self.logged.wait(), left)
+        return self.events(name)[0]
 
     async def stop(self, signum: signal.Signals) -> int:
         self.process.send_signal(signum)
@@ -65,6 +79,7 @@ async def _read(child: Child, ready: asyncio.Future[None]) -> None:
         child.lines.append(text)
         record = json.loads(text)  # every line must be one JSON object
         child.records.append(record)
+        child.logged.set()
         if record.get("event") == "ready" and not ready.done():
             child.ready = record
             ready.set_result(None)
@@ -94,9 +109,9 @@ async def started(config: Path) -> AsyncIterator[Child]:
             await asyncio.wait_for(process.wait(), STOP_WAIT)
 
 
-def config_text(tmp_path: Path, uas: Uas, sip_port: int) -> str:
+def config_text(tmp_path: Path, uas: Uas, sip_port: int, grace: float = 2.0) -> str:
     return (
-        f'[proxy]\nlisten = ["udp:127.0.0.1:{sip_port}"]\nshutdown_grace = 2.0\n'
+        f'[proxy]\nlisten = ["udp:127.0.0.1:{sip_port}"]\nshutdown_grace = {grace}\n'
         f"{destinations_toml(uas.uri)}"
         '[persistence]\npath = "dialogs.sqlite"\n'  # relative: the working directory
         '[management]\nlisten = "127.0.0.1:0"\n'
@@ -173,5 +188,30 @@ def test_every_line_is_json_with_a_timestamp_level_and_event(tmp_path: Path) -> 
             assert wanted in names, names
         (start,) = child.events("dialog.start")
         assert start["call_id"] == "j1"
+
+    run(main(), deadline=60.0)
+
+
+def test_a_second_sigterm_cuts_the_grace_time_short(tmp_path: Path) -> None:
+    async def main() -> None:
+        uas = await Uas.open("uas")
+        uas.hold = True  # the INVITE stays unanswered: a request in flight
+        path = write_config(tmp_path, config_text(tmp_path, uas, 0, grace=600.0))
+        async with started(path) as child:
+            caller = await Caller.open(child.sip)
+            caller.invite("g1")
+            await uas.wait_for("the INVITE", lambda: bool(uas.held))
+            child.process.send_signal(signal.SIGTERM)
+            stopping = await child.event("stopping")
+            assert (stopping["waiting"], stopping["grace"]) == (1, 600.0)
+            assert child.process.returncode is None  # it waits for the call
+            assert await child.stop(signal.SIGTERM) == 0
+        assert [e["msg"] for e in child.events("signal")] == [
+            "SIGTERM: stopping",
+            "SIGTERM again: stopping now",
+        ]
+        assert child.events("stopped")[0]["abandoned"] == 1
+        caller.close()
+        uas.close()
 
     run(main(), deadline=60.0)

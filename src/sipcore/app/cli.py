@@ -3,8 +3,8 @@
 This module owns the command line (``sipcore-proxy CONFIG [--check]``),
 the exit statuses (0 stopped cleanly or the file is good, 1 could not
 start, 2 a bad configuration file) and the SIGTERM / SIGINT handlers that
-begin a graceful shutdown. A bad file is reported as one line on stderr,
-never as a traceback.
+begin a graceful shutdown (a second signal cuts its grace time short). A
+bad file is reported as one line on stderr, never as a traceback.
 """
 
 from __future__ import annotations
@@ -17,8 +17,8 @@ import sys
 from collections.abc import Sequence
 
 from . import logs
-from .config import AppConfig, ConfigError, load_config
-from .service import run
+from .config import AppConfig, ConfigError, load_config, read_destinations
+from .service import App, run
 
 __all__ = ["main"]
 
@@ -47,16 +47,22 @@ def _config_error(exc: ConfigError) -> int:
 async def _serve(config: AppConfig) -> None:
     loop = asyncio.get_running_loop()
     stop = asyncio.Event()
+    running: list[App] = []
 
     def stop_on(signum: signal.Signals) -> None:
         if not stop.is_set():
             logs.event("signal", f"{signum.name}: stopping", signal=signum.name)
-        stop.set()
+            stop.set()
+            return
+        # A second signal: stop now, without the rest of the grace time.
+        logs.event("signal", f"{signum.name} again: stopping now", signal=signum.name)
+        for app in running:
+            app.hurry()
 
     for signum in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(signum, stop_on, signum)
     try:
-        await run(config, stop=stop)
+        await run(config, stop=stop, started=running.append)
     finally:
         for signum in (signal.SIGTERM, signal.SIGINT):
             loop.remove_signal_handler(signum)
@@ -70,6 +76,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     except ConfigError as exc:
         return _config_error(exc)
     if args.check:
+        try:
+            read_destinations(config)  # a list file is read at start too
+        except ConfigError as exc:
+            return _config_error(exc)
         print(f"{args.config}: OK")
         return EXIT_OK
     logs.configure(config.logging.level, config.logging.format)

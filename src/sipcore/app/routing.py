@@ -328,7 +328,7 @@ class Router:
                 fail_over = True
         if not fail_over or selection.alg == 12:
             return  # the core answers with the best response
-        following = self._next(selection)
+        following = self._next(selection, ctx.request.call_id)
         if following is None:
             return
         current = following.current
@@ -342,10 +342,11 @@ class Router:
         )
         self._relay(ctx, following)
 
-    def _next(self, selection: Selection) -> Selection | None:
-        """Kamailio: ``ds_next_dst()``, passing over destinations that went
-        out of rotation since the selection was made."""
-        step = selection.next()
+    def _next(self, selection: Selection, call_id: str) -> Selection | None:
+        """Kamailio: ``ds_next_dst()`` (for alg 10 the call's load moves
+        along), passing over destinations that went out of rotation since
+        the selection was made."""
+        step = self.dispatcher.next(selection, call_id)
         while step is not None:
             current = step.current
             assert current is not None
@@ -355,7 +356,7 @@ class Router:
                 usable = False  # removed by a reload meanwhile
             if usable:
                 return step
-            step = step.next()
+            step = self.dispatcher.next(step, call_id)
         return None
 
     def _mark(self, setid: int, uri: str, code: int, call_id: str) -> None:

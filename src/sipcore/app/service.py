@@ -124,6 +124,7 @@ class App:
         self._dispatcher_management: DispatcherManagement | None = None
         self._stopped = False
         self._idle = asyncio.Event()
+        self._hurry = asyncio.Event()
         self._started_at = 0.0
         self._to_unix = 0.0  # unix time minus the loop's clock
 
@@ -418,8 +419,9 @@ class App:
 
     async def shutdown(self) -> None:
         """Stop gracefully: answer new requests 503, give the requests still
-        waiting for an answer up to ``proxy.shutdown_grace`` seconds, close
-        every socket, then flush and close the dialog store. Idempotent."""
+        waiting for an answer up to ``proxy.shutdown_grace`` seconds (less
+        after :meth:`hurry`), close every socket, then flush and close the
+        dialog store. Idempotent."""
         if self._stopped:
             return
         self._stopped = True
@@ -429,14 +431,15 @@ class App:
             router.accepting = False
             waiting = router.waiting
             event("stopping", "stopping", waiting=waiting, grace=grace)
-            if waiting:
+            if waiting and not self._hurry.is_set():
                 self._idle.clear()
-                if router.waiting:
-                    try:
-                        async with asyncio.timeout(grace):
-                            await self._idle.wait()
-                    except TimeoutError:
-                        pass
+                idle = asyncio.ensure_future(self._idle.wait())
+                hurry = asyncio.ensure_future(self._hurry.wait())
+                try:
+                    await asyncio.wait((idle, hurry), timeout=grace, return_when="FIRST_COMPLETED")
+                finally:
+                    idle.cancel()
+                    hurry.cancel()
         abandoned = router.waiting if router is not None else 0
         await self._close_sockets()
         tracker = self._tracker
@@ -445,6 +448,10 @@ class App:
             dialogs = len(tracker)
             tracker.close()  # Kamailio's shutdown write; then the store is closed
         event("stopped", "stopped", abandoned=abandoned, dialogs=dialogs)
+
+    def hurry(self) -> None:
+        """Cut the grace of a shutdown short (a second SIGTERM)."""
+        self._hurry.set()
 
     async def _close_sockets(self) -> None:
         if self._http is not None:
