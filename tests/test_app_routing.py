@@ -364,3 +364,30 @@ def test_probing_takes_a_silent_destination_down_and_brings_it_back_up(
     (up,) = app_events(caplog, "destination.up")
     assert down.sipcore_fields["cause"] == up.sipcore_fields["cause"] == "probe"  # type: ignore[attr-defined]
     assert (down.sipcore_fields["code"], up.sipcore_fields["code"]) == (408, 200)  # type: ignore[attr-defined]
+
+
+def test_call_load_balancing_counts_calls_until_their_bye(tmp_path: Path) -> None:
+    async def main() -> None:
+        a, b = await Uas.open("a"), await Uas.open("b")
+        loaded = "".join(
+            f'[[dispatcher.destinations]]\nuri = "{u.uri}"\nattrs = "duid={u.name};maxload=1"\n'
+            for u in (a, b)
+        )
+        text = app_toml(tmp_path, algorithm=10, dispatcher_extra=loaded)
+        async with running(text) as app:
+            caller = await Caller.open(sip_udp(app))
+            first, second = await caller.call("l1"), await caller.call("l2")
+            assert sorted([first.to.tag or "", second.to.tag or ""]) == ["a", "b"]
+            full = await caller.call("l3")  # both at maxload
+            assert (full.status_code, full.reason) == (503, "No destination available")
+            assert (await caller.bye(first)).status_code == 200
+            again = await caller.call("l4")
+            assert again.to.tag == first.to.tag  # the load went with the BYE
+            for answer in (second, again):
+                assert (await caller.bye(answer)).status_code == 200
+            assert all(s.load == 0 for _, s in app.dispatcher.entries())
+            caller.close()
+        for uas in (a, b):
+            uas.close()
+
+    run(main())
