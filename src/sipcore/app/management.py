@@ -89,7 +89,10 @@ class ManagementApi:
         return [f"{r.method} /{'/'.join(r.pattern)}" for r in ROUTES]
 
     async def health(self, request: HttpRequest, params: list[str]) -> object:
-        return {"status": "running" if self.app.router.accepting else "draining"}
+        return {
+            "status": "running" if self.app.router.accepting else "draining",
+            "uptime": round(self.app.uptime(), 3),
+        }
 
     async def stats(self, request: HttpRequest, params: list[str]) -> object:
         app = self.app

@@ -24,6 +24,7 @@ from typing import Final, TypeVar
 import sipcore.asyncio
 from sipcore import (
     Endpoint,
+    LocalProtocolError,
     Proxy,
     ProxyConfig,
     Request,
@@ -132,7 +133,7 @@ class App:
 
     def _running(self, value: _V | None) -> _V:
         if value is None:
-            raise RuntimeError("the proxy is not started")
+            raise LocalProtocolError("the proxy is not started")
         return value
 
     @property
@@ -158,6 +159,10 @@ class App:
     def now(self) -> float:
         """The loop's clock, the one the proxy and the tracker run on."""
         return self._running(self._loop).time()
+
+    def uptime(self) -> float:
+        """Seconds since :meth:`start` finished."""
+        return self.now() - self._started_at
 
     def flush(self) -> None:
         """Send what a command queued in the proxy (BYEs of an ended dialog)."""
