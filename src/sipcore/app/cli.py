@@ -1,0 +1,98 @@
+"""The ``sipcore-proxy`` command: read the file, run until a signal.
+
+This module owns the command line (``sipcore-proxy CONFIG [--check]``),
+the exit statuses (0 stopped cleanly or the file is good, 1 could not
+start, 2 a bad configuration file) and the SIGTERM / SIGINT handlers that
+begin a graceful shutdown (a second signal cuts its grace time short). A
+bad file is reported as one line on stderr, never as a traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import signal
+import sys
+from collections.abc import Sequence
+
+from . import logs
+from .config import AppConfig, ConfigError, load_config, read_destinations
+from .service import App, run
+
+__all__ = ["main"]
+
+EXIT_OK = 0
+EXIT_FAILED = 1
+EXIT_CONFIG = 2
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="sipcore-proxy",
+        description="A stateful SIP load balancer configured by one TOML file.",
+    )
+    parser.add_argument("config", help="the TOML configuration file")
+    parser.add_argument(
+        "--check", action="store_true", help="read the configuration file, report and exit"
+    )
+    return parser
+
+
+def _config_error(exc: ConfigError) -> int:
+    print(f"sipcore-proxy: {exc}", file=sys.stderr)
+    return EXIT_CONFIG
+
+
+async def _serve(config: AppConfig) -> None:
+    loop = asyncio.get_running_loop()
+    stop = asyncio.Event()
+    running: list[App] = []
+
+    def stop_on(signum: signal.Signals) -> None:
+        if not stop.is_set():
+            logs.event("signal", f"{signum.name}: stopping", signal=signum.name)
+            stop.set()
+            return
+        # A second signal: stop now, without the rest of the grace time.
+        logs.event("signal", f"{signum.name} again: stopping now", signal=signum.name)
+        for app in running:
+            app.hurry()
+
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(signum, stop_on, signum)
+    try:
+        await run(config, stop=stop, started=running.append)
+    finally:
+        for signum in (signal.SIGTERM, signal.SIGINT):
+            loop.remove_signal_handler(signum)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run ``sipcore-proxy``; returns the exit status."""
+    args = _parser().parse_args(argv)
+    try:
+        config = load_config(args.config)
+    except ConfigError as exc:
+        return _config_error(exc)
+    if args.check:
+        try:
+            read_destinations(config)  # a list file is read at start too
+        except ConfigError as exc:
+            return _config_error(exc)
+        print(f"{args.config}: OK")
+        return EXIT_OK
+    logs.configure(config.logging.level, config.logging.format)
+    try:
+        asyncio.run(_serve(config))
+    except ConfigError as exc:  # found at start: a store or a name
+        return _config_error(exc)
+    except OSError as exc:  # a socket that cannot be bound
+        logs.event("failed", f"cannot start: {exc}", level=logging.ERROR)
+        return EXIT_FAILED
+    except KeyboardInterrupt:  # before the handlers were installed
+        return EXIT_FAILED
+    except Exception:
+        logs.log.exception("sipcore-proxy failed")
+        return EXIT_FAILED
+    return EXIT_OK
