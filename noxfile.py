@@ -116,6 +116,14 @@ def bench(session: nox.Session) -> None:
         "benchmarks/media.py",
         *[a for a in session.posargs if a in ("--quick", "--check")],
     )
+    # End to end: sipp -> sipcore-proxy -> sipp against the same with Kamailio
+    # (exit 3: sipp is not installed, said on the console).
+    session.run(
+        "python",
+        "benchmarks/e2e.py",
+        *[a for a in session.posargs if a == "--quick"],
+        success_codes=[0, 3],
+    )
 
 
 @nox.session(python=PYTHON)

@@ -4,6 +4,8 @@ Usage::
 
     python benchmarks/e2e.py [--peer kamailio|sipcore|both] [--quick] [--json PATH]
 
+Exit status 3 (and a message) when sipp is not installed.
+
 For each proxy (Kamailio 5.6 with dialog + dispatcher + record-route, and
 ``sipcore-proxy`` configured the same way), it finds the highest call rate
 the proxy holds with under 0.1% failed calls: short trials at doubling
@@ -48,6 +50,11 @@ TRIAL_SECONDS = 5
 START_RATE = 100
 MAX_RATE = 6000  # the interop notes: the rig itself collapses above ~5,000
 CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
+EXIT_PEER_MISSING = 3
+
+
+class PeerMissing(Exception):
+    """sipp or kamailio is not installed: the benchmark cannot run."""
 
 
 def free_udp_port(taken: set[int]) -> int:
@@ -207,7 +214,7 @@ class KamailioProxy:
     def __init__(self, workdir: Path, backends: Sequence[int], taken: set[int]) -> None:
         binary = shutil.which("kamailio") or shutil.which("kamailio", path="/usr/sbin")
         if binary is None:
-            raise SystemExit("kamailio not installed: run scripts/install-peers.sh")
+            raise PeerMissing("kamailio not installed: run scripts/install-peers.sh")
         self.port = free_udp_port(taken)
         rundir = workdir / "kamailio"
         rundir.mkdir()
@@ -277,7 +284,7 @@ class Trial:
 def sipp_binary() -> str:
     binary = shutil.which("sipp")
     if binary is None:
-        raise SystemExit("sipp not installed: run scripts/install-peers.sh")
+        raise PeerMissing("sipp not installed: run scripts/install-peers.sh")
     return binary
 
 
@@ -407,6 +414,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--json")
     args = parser.parse_args(argv)
     hold = 10 if args.quick else 30
+    try:
+        sipp_binary()
+    except PeerMissing as exc:
+        print(f"e2e benchmark skipped: {exc}")
+        return EXIT_PEER_MISSING
     peers = ("kamailio", "sipcore") if args.peer == "both" else (args.peer,)
     results: dict[str, dict[str, float]] = {}
     with tempfile.TemporaryDirectory(prefix="sipcore-e2e-") as tmp:
@@ -415,7 +427,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         for name in peers:
             print(f"{name}: searching the highest rate held with < 0.1% failed calls")
             with uas_pair(workdir, taken, seconds=900) as backends:
-                proxy = start_proxy(name, workdir, backends, taken)
+                try:
+                    proxy = start_proxy(name, workdir, backends, taken)
+                except PeerMissing as exc:
+                    print(f"{name}: skipped: {exc}")
+                    continue
                 trials: list[Trial] = []
                 try:
                     best = best_rate(proxy, workdir, taken, hold, trials)
