@@ -72,8 +72,9 @@ _VIA_VALUES: Final = {
 }
 
 # Transport state bits: 0x100 "a transport token was seen", 0x001 SRTP,
-# 0x002 AVPF, 0x004 DTLS. 0x105 and 0x107 name nothing (Kamailio's table
-# has holes there).
+# 0x002 AVPF, 0x004 DTLS. 0x105 and 0x107 name nothing: Kamailio's table
+# has NULL there and its bencode_dictionary_add_string() adds nothing for
+# NULL, so the command goes out without "transport-protocol".
 _SEEN: Final = 0x100
 _TRANSPORTS: Final = {
     0: "RTP/AVP",
@@ -166,13 +167,12 @@ class ParsedFlags:
 
     @property
     def transport_protocol(self) -> str | None:
-        """The ``transport-protocol`` the transport tokens give, if any."""
+        """The ``transport-protocol`` the transport tokens give, if any
+        (none for ``SRTP DTLS``, which names no protocol: Kamailio then
+        sends the command without the key)."""
         if not self.transport & _SEEN:
             return None
-        name = _TRANSPORTS.get(self.transport & 0x7)
-        if name is None:
-            raise FlagError("SRTP with DTLS names no transport protocol (use UDP/TLS/RTP/SAVP)")
-        return name
+        return _TRANSPORTS.get(self.transport & 0x7)
 
 
 def _codec_rules(dialect: FlagDialect) -> tuple[tuple[str, str | None, str], ...]:
