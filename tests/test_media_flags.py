@@ -304,15 +304,31 @@ def test_an_answer_in_a_request_without_to_tag_is_a_message_error() -> None:
 
 def test_directional_commands_send_tags_only_when_asked() -> None:
     ctx = SipContext(CID, FT, to_tag=TT)
+    current = FlagDialect.KAMAILIO_5_8
     for command in ("block DTMF", "unblock media", "silence media", "start forwarding"):
         assert "from-tag" not in build_command(command, None, ctx)
         assert "from-tag" not in build_command(command, "all", ctx)
-        directional = build_command(command, "directional", ctx)
+        directional = build_command(command, "directional", ctx, current)
         assert (directional["from-tag"], directional["to-tag"]) == (FT, TT)
-        other = build_command(command, "from-tag=x", ctx)
+        other = build_command(command, "from-tag=x", ctx, current)
         assert other["from-tag"] == "x"
     # play media is not directional: the current From tag is used.
     assert build_command("play media", "file=/a.wav", ctx)["from-tag"] == FT
+
+
+@pytest.mark.parametrize("flags", ["directional", "directional to-tag", "directional to-tag=y"])
+def test_directional_commands_in_5_6_name_the_party_by_its_from_tag_alone(flags: str) -> None:
+    # Kamailio 5.6.3 sends no to-tag for them, although the INFO has one.
+    ctx = SipContext(CID, FT, to_tag=TT, source_address="127.0.0.1")
+    assert build_command("block DTMF", flags, ctx) == {
+        "supports": ["load limit"],
+        "received-from": ["IP4", "127.0.0.1"],
+        "call-id": CID,
+        "from-tag": FT,
+        "command": "block DTMF",
+    }
+    assert build_command("stop forwarding", "from-tag=x", ctx)["from-tag"] == "x"
+    assert "to-tag" not in build_command("stop forwarding", "from-tag=x", ctx)
 
 
 def test_offer_needs_the_body() -> None:

@@ -445,7 +445,13 @@ def _resolve_via(mode: ViaBranch, context: SipContext) -> str:
     return value
 
 
-def _tags(parsed: ParsedFlags, command: str, context: SipContext, document: NgDict) -> None:
+def _tags(
+    parsed: ParsedFlags,
+    command: str,
+    context: SipContext,
+    document: NgDict,
+    dialect: FlagDialect,
+) -> None:
     """Kamailio's ``parse_from_to_tags``: which tag goes where."""
     from_tag = parsed.from_tag if parsed.from_tag is not None else context.from_tag
     to_tag = parsed.to_tag if parsed.to_tag is not None else context.to_tag
@@ -455,7 +461,9 @@ def _tags(parsed: ParsedFlags, command: str, context: SipContext, document: NgDi
     if command in DIRECTIONAL_COMMANDS:
         if parsed.directional:
             document["from-tag"] = from_tag
-            if include_to and to_tag:
+            # 5.6 names the one party by its From tag alone, whatever the
+            # message's To tag or a to-tag token say (seen with 5.6.3).
+            if dialect is not FlagDialect.KAMAILIO_5_6 and include_to and to_tag:
                 document["to-tag"] = to_tag
         return
     # The subscription commands (current Kamailio only): the parties go in
@@ -570,7 +578,7 @@ def build_command(
     document["call-id"] = effective.call_id if effective.call_id is not None else context.call_id
     if effective.via is not None:
         document["via-branch"] = _resolve_via(effective.via, context)
-    _tags(effective, command, context, document)
+    _tags(effective, command, context, document, dialect)
     document["command"] = command
     if dialect is FlagDialect.KAMAILIO_5_8:
         document["sip-message-type"] = "sip_request" if context.is_request else "sip_reply"
