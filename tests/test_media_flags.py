@@ -343,10 +343,29 @@ def test_without_a_flag_string_only_the_sip_values_go_out() -> None:
     assert current["sip-message-type"] == "sip_request"
 
 
-def test_fragment_joins_only_a_flags_list_that_goes_out() -> None:
+def test_a_trickle_ice_fragment_is_flagged_in_offers_and_answers() -> None:
+    # As Kamailio 5.6.3 sends it: "fragment" after the bare flags, also
+    # when there are none or no flag string at all; not in commands that
+    # do not send the body.
     ctx = SipContext(CID, FT, sdp="a=candidate:1\r\n", sdp_fragment=True, source_address="::1")
     assert build_command("offer", "trust-address", ctx)["flags"] == ["trust-address", "fragment"]
-    assert "flags" not in build_command("offer", "ICE=remove", ctx)
+    assert build_command("offer", "ICE=remove", ctx)["flags"] == ["fragment"]
+    assert build_command("offer", "", ctx)["flags"] == ["fragment"]
+    assert build_command("offer", None, ctx)["flags"] == ["fragment"]
+    for command in ("delete", "query", "block DTMF"):
+        assert build_command(command, "trust-address", ctx)["flags"] == ["trust-address"]
+        assert "flags" not in build_command(command, "", ctx)
+
+
+def test_current_kamailio_flags_a_fragment_only_with_other_flags() -> None:
+    ctx = SipContext(CID, FT, sdp="a=candidate:1\r\n", sdp_fragment=True, source_address="::1")
+    current = FlagDialect.KAMAILIO_5_8
+    assert build_command("offer", "trust-address", ctx, current)["flags"] == [
+        "trust-address",
+        "fragment",
+    ]
+    assert "flags" not in build_command("offer", "ICE=remove", ctx, current)
+    assert "flags" not in build_command("offer", None, ctx, current)
 
 
 def test_current_kamailio_has_codec_accept_consume_and_received_from() -> None:

@@ -537,21 +537,27 @@ def build_command(
         if context.sdp is None:
             raise MessageError("can't extract body from the message")
         document["sdp"] = context.sdp
+    flag_list: list[NgValue] = list(parsed.flags) if parsed is not None else []
     if parsed is not None:
         for key, value in parsed.entries.items():
             if key not in _MODULE_KEYS:
                 document[key] = value
-        flag_list = parsed.flags
         if parsed.direction:
             document["direction"] = list(parsed.direction)
-        if flag_list:
-            # Kamailio appends "fragment" (a trickle-ICE sdpfrag body) to its
-            # flags list after deciding whether to send that list, so the
-            # flag only goes out when other bare flags did.
-            sent: list[NgValue] = list(flag_list)
-            if context.sdp_fragment:
-                sent.append("fragment")
-            document["flags"] = sent
+    # "fragment" marks a trickle-ICE sdpfrag body, so only a command that
+    # sends the body carries it. 5.6 always adds it (5.6.3 sends
+    # ["fragment"] with no flag string at all); the current module appends
+    # it after deciding whether to send the list, so it goes out only when
+    # other bare flags do.
+    if (
+        context.sdp_fragment
+        and command in _BODY_COMMANDS
+        and (flag_list or dialect is FlagDialect.KAMAILIO_5_6)
+    ):
+        flag_list.append("fragment")
+    if flag_list:
+        document["flags"] = flag_list
+    if parsed is not None:
         if parsed.replace:
             document["replace"] = list(parsed.replace)
         if parsed.codec:
