@@ -172,9 +172,12 @@ def test_transport_with_a_value_is_a_plain_key() -> None:
     )
 
 
-def test_srtp_with_dtls_names_no_protocol() -> None:
-    with pytest.raises(FlagError, match="SRTP with DTLS"):
-        build_command("offer", "SRTP DTLS", INVITE)
+@pytest.mark.parametrize("tokens", ["SRTP DTLS", "DTLS SRTP AVPF", "UDP/TLS/RTP/SAVP SRTP"])
+def test_srtp_with_dtls_sends_no_transport_protocol(tokens: str) -> None:
+    # Kamailio 5.6.3 sends the offer, without "transport-protocol" (its
+    # table has holes at SRTP|DTLS and SRTP|DTLS|AVPF).
+    assert parse_flags(tokens, "offer").transport_protocol is None
+    assert build_command("offer", tokens, INVITE) == offer()
 
 
 @pytest.mark.parametrize(
@@ -301,15 +304,31 @@ def test_an_answer_in_a_request_without_to_tag_is_a_message_error() -> None:
 
 def test_directional_commands_send_tags_only_when_asked() -> None:
     ctx = SipContext(CID, FT, to_tag=TT)
+    current = FlagDialect.KAMAILIO_5_8
     for command in ("block DTMF", "unblock media", "silence media", "start forwarding"):
         assert "from-tag" not in build_command(command, None, ctx)
         assert "from-tag" not in build_command(command, "all", ctx)
-        directional = build_command(command, "directional", ctx)
+        directional = build_command(command, "directional", ctx, current)
         assert (directional["from-tag"], directional["to-tag"]) == (FT, TT)
-        other = build_command(command, "from-tag=x", ctx)
+        other = build_command(command, "from-tag=x", ctx, current)
         assert other["from-tag"] == "x"
     # play media is not directional: the current From tag is used.
     assert build_command("play media", "file=/a.wav", ctx)["from-tag"] == FT
+
+
+@pytest.mark.parametrize("flags", ["directional", "directional to-tag", "directional to-tag=y"])
+def test_directional_commands_in_5_6_name_the_party_by_its_from_tag_alone(flags: str) -> None:
+    # Kamailio 5.6.3 sends no to-tag for them, although the INFO has one.
+    ctx = SipContext(CID, FT, to_tag=TT, source_address="127.0.0.1")
+    assert build_command("block DTMF", flags, ctx) == {
+        "supports": ["load limit"],
+        "received-from": ["IP4", "127.0.0.1"],
+        "call-id": CID,
+        "from-tag": FT,
+        "command": "block DTMF",
+    }
+    assert build_command("stop forwarding", "from-tag=x", ctx)["from-tag"] == "x"
+    assert "to-tag" not in build_command("stop forwarding", "from-tag=x", ctx)
 
 
 def test_offer_needs_the_body() -> None:
@@ -324,10 +343,29 @@ def test_without_a_flag_string_only_the_sip_values_go_out() -> None:
     assert current["sip-message-type"] == "sip_request"
 
 
-def test_fragment_joins_only_a_flags_list_that_goes_out() -> None:
+def test_a_trickle_ice_fragment_is_flagged_in_offers_and_answers() -> None:
+    # As Kamailio 5.6.3 sends it: "fragment" after the bare flags, also
+    # when there are none or no flag string at all; not in commands that
+    # do not send the body.
     ctx = SipContext(CID, FT, sdp="a=candidate:1\r\n", sdp_fragment=True, source_address="::1")
     assert build_command("offer", "trust-address", ctx)["flags"] == ["trust-address", "fragment"]
-    assert "flags" not in build_command("offer", "ICE=remove", ctx)
+    assert build_command("offer", "ICE=remove", ctx)["flags"] == ["fragment"]
+    assert build_command("offer", "", ctx)["flags"] == ["fragment"]
+    assert build_command("offer", None, ctx)["flags"] == ["fragment"]
+    for command in ("delete", "query", "block DTMF"):
+        assert build_command(command, "trust-address", ctx)["flags"] == ["trust-address"]
+        assert "flags" not in build_command(command, "", ctx)
+
+
+def test_current_kamailio_flags_a_fragment_only_with_other_flags() -> None:
+    ctx = SipContext(CID, FT, sdp="a=candidate:1\r\n", sdp_fragment=True, source_address="::1")
+    current = FlagDialect.KAMAILIO_5_8
+    assert build_command("offer", "trust-address", ctx, current)["flags"] == [
+        "trust-address",
+        "fragment",
+    ]
+    assert "flags" not in build_command("offer", "ICE=remove", ctx, current)
+    assert "flags" not in build_command("offer", None, ctx, current)
 
 
 def test_current_kamailio_has_codec_accept_consume_and_received_from() -> None:

@@ -72,8 +72,9 @@ _VIA_VALUES: Final = {
 }
 
 # Transport state bits: 0x100 "a transport token was seen", 0x001 SRTP,
-# 0x002 AVPF, 0x004 DTLS. 0x105 and 0x107 name nothing (Kamailio's table
-# has holes there).
+# 0x002 AVPF, 0x004 DTLS. 0x105 and 0x107 name nothing: Kamailio's table
+# has NULL there and its bencode_dictionary_add_string() adds nothing for
+# NULL, so the command goes out without "transport-protocol".
 _SEEN: Final = 0x100
 _TRANSPORTS: Final = {
     0: "RTP/AVP",
@@ -166,13 +167,12 @@ class ParsedFlags:
 
     @property
     def transport_protocol(self) -> str | None:
-        """The ``transport-protocol`` the transport tokens give, if any."""
+        """The ``transport-protocol`` the transport tokens give, if any
+        (none for ``SRTP DTLS``, which names no protocol: Kamailio then
+        sends the command without the key)."""
         if not self.transport & _SEEN:
             return None
-        name = _TRANSPORTS.get(self.transport & 0x7)
-        if name is None:
-            raise FlagError("SRTP with DTLS names no transport protocol (use UDP/TLS/RTP/SAVP)")
-        return name
+        return _TRANSPORTS.get(self.transport & 0x7)
 
 
 def _codec_rules(dialect: FlagDialect) -> tuple[tuple[str, str | None, str], ...]:
@@ -445,7 +445,13 @@ def _resolve_via(mode: ViaBranch, context: SipContext) -> str:
     return value
 
 
-def _tags(parsed: ParsedFlags, command: str, context: SipContext, document: NgDict) -> None:
+def _tags(
+    parsed: ParsedFlags,
+    command: str,
+    context: SipContext,
+    document: NgDict,
+    dialect: FlagDialect,
+) -> None:
     """Kamailio's ``parse_from_to_tags``: which tag goes where."""
     from_tag = parsed.from_tag if parsed.from_tag is not None else context.from_tag
     to_tag = parsed.to_tag if parsed.to_tag is not None else context.to_tag
@@ -455,7 +461,9 @@ def _tags(parsed: ParsedFlags, command: str, context: SipContext, document: NgDi
     if command in DIRECTIONAL_COMMANDS:
         if parsed.directional:
             document["from-tag"] = from_tag
-            if include_to and to_tag:
+            # 5.6 names the one party by its From tag alone, whatever the
+            # message's To tag or a to-tag token say (seen with 5.6.3).
+            if dialect is not FlagDialect.KAMAILIO_5_6 and include_to and to_tag:
                 document["to-tag"] = to_tag
         return
     # The subscription commands (current Kamailio only): the parties go in
@@ -529,21 +537,27 @@ def build_command(
         if context.sdp is None:
             raise MessageError("can't extract body from the message")
         document["sdp"] = context.sdp
+    flag_list: list[NgValue] = list(parsed.flags) if parsed is not None else []
     if parsed is not None:
         for key, value in parsed.entries.items():
             if key not in _MODULE_KEYS:
                 document[key] = value
-        flag_list = parsed.flags
         if parsed.direction:
             document["direction"] = list(parsed.direction)
-        if flag_list:
-            # Kamailio appends "fragment" (a trickle-ICE sdpfrag body) to its
-            # flags list after deciding whether to send that list, so the
-            # flag only goes out when other bare flags did.
-            sent: list[NgValue] = list(flag_list)
-            if context.sdp_fragment:
-                sent.append("fragment")
-            document["flags"] = sent
+    # "fragment" marks a trickle-ICE sdpfrag body, so only a command that
+    # sends the body carries it. 5.6 always adds it (5.6.3 sends
+    # ["fragment"] with no flag string at all); the current module appends
+    # it after deciding whether to send the list, so it goes out only when
+    # other bare flags do.
+    if (
+        context.sdp_fragment
+        and command in _BODY_COMMANDS
+        and (flag_list or dialect is FlagDialect.KAMAILIO_5_6)
+    ):
+        flag_list.append("fragment")
+    if flag_list:
+        document["flags"] = flag_list
+    if parsed is not None:
         if parsed.replace:
             document["replace"] = list(parsed.replace)
         if parsed.codec:
@@ -570,7 +584,7 @@ def build_command(
     document["call-id"] = effective.call_id if effective.call_id is not None else context.call_id
     if effective.via is not None:
         document["via-branch"] = _resolve_via(effective.via, context)
-    _tags(effective, command, context, document)
+    _tags(effective, command, context, document, dialect)
     document["command"] = command
     if dialect is FlagDialect.KAMAILIO_5_8:
         document["sip-message-type"] = "sip_request" if context.is_request else "sip_reply"
