@@ -55,33 +55,35 @@ DIALOG_STATISTICS = (
     "failed_dialogs",
 )
 
-CONFIG_TEMPLATE = """#!KAMAILIO
-# The dialog reference check: sipcore_dialog's Rig script, in Kamailio.
-debug=2
-log_stderror=yes
-children=2
-listen=udp:{host}:{port}
-disable_tcp=yes
-auto_aliases=no
-mpath="{modules}"
 
-loadmodule "jsonrpcs.so"
-loadmodule "ctl.so"
-loadmodule "kex.so"
-loadmodule "tm.so"
-loadmodule "sl.so"
-loadmodule "rr.so"
-loadmodule "pv.so"
-loadmodule "maxfwd.so"
-loadmodule "textops.so"
-loadmodule "siputils.so"
-loadmodule "dialog.so"
+def config_head(purpose: str, modules: Sequence[str], *, children: int = 2) -> str:
+    """The start every test's kamailio.cfg shares: a comment saying what it
+    is for, logging to stderr, ``children`` workers on 127.0.0.1 UDP, the
+    module path, ``jsonrpcs`` (datagram socket only) and ``ctl``, then
+    ``modules``. A ``str.format`` template: ``{host}``, ``{port}``,
+    ``{modules}``, ``{rpc_socket}`` and ``{ctl_socket}`` are left to fill."""
+    loads = "".join(f'loadmodule "{name}.so"\n' for name in ("jsonrpcs", "ctl", *modules))
+    return (
+        "#!KAMAILIO\n"
+        f"# {purpose}\n"
+        "debug=2\nlog_stderror=yes\n"
+        f"children={children}\n"
+        "listen=udp:{host}:{port}\ndisable_tcp=yes\nauto_aliases=no\n"
+        'mpath="{modules}"\n\n'
+        f"{loads}\n"
+        "# jsonrpcs transport 4: the datagram socket only, no FIFO.\n"
+        'modparam("jsonrpcs", "transport", 4)\n'
+        'modparam("jsonrpcs", "dgram_socket", "{rpc_socket}")\n'
+        'modparam("ctl", "binrpc", "unix:{ctl_socket}")\n'
+    )
 
-# jsonrpcs transport 4: the datagram socket only, no FIFO.
-modparam("jsonrpcs", "transport", 4)
-modparam("jsonrpcs", "dgram_socket", "{rpc_socket}")
-modparam("ctl", "binrpc", "unix:{ctl_socket}")
 
+CONFIG_TEMPLATE = (
+    config_head(
+        "The dialog reference check: sipcore_dialog's Rig script, in Kamailio.",
+        ("kex", "tm", "sl", "rr", "pv", "maxfwd", "textops", "siputils", "dialog"),
+    )
+    + """
 # dlg_match_mode 0 (DID_ONLY), every timeout left at its default.
 modparam("dialog", "enable_stats", 1)
 modparam("dialog", "dlg_match_mode", 0)
@@ -127,6 +129,7 @@ request_route {{
     sl_send_reply("405", "Method Not Allowed");
 }}
 """
+)
 
 
 def find_kamailio() -> str | None:

@@ -58,6 +58,7 @@ from .kamailio import (
     LOOPBACK,
     MODULES_DIR,
     Kamailio,
+    config_head,
     free_udp_port,
     missing_modules,
     start_kamailio,
@@ -150,30 +151,12 @@ DISPATCHER_LIST = """\
 24 sip:127.0.0.1:5243 0 0 duid=w0
 """
 
-CONFIG_TEMPLATE = """#!KAMAILIO
-# sipcore_dispatch's reference check: each request names the selections to
-# make, and the reply carries what ds_select_dst() chose for each.
-debug=2
-log_stderror=yes
-children=2
-listen=udp:{host}:{port}
-disable_tcp=yes
-auto_aliases=no
-mpath="{modules}"
-
-loadmodule "jsonrpcs.so"
-loadmodule "ctl.so"
-loadmodule "kex.so"
-loadmodule "sl.so"
-loadmodule "pv.so"
-loadmodule "textops.so"
-loadmodule "dispatcher.so"
-
-# jsonrpcs transport 4: the datagram socket only, no FIFO.
-modparam("jsonrpcs", "transport", 4)
-modparam("jsonrpcs", "dgram_socket", "{rpc_socket}")
-modparam("ctl", "binrpc", "unix:{ctl_socket}")
-
+CONFIG_TEMPLATE = (
+    config_head(
+        "sipcore_dispatch's reference: the reply names what ds_select_dst() chose",
+        ("kex", "sl", "pv", "textops", "dispatcher"),
+    )
+    + """
 modparam("dispatcher", "list_file", "{list_file}")
 modparam("dispatcher", "flags", {flags})
 # No probing: only dispatcher.set_state changes a destination's state.
@@ -200,6 +183,7 @@ request_route {{
     sl_send_reply("200", "OK");
 }}
 """
+)
 
 
 # -- kamailio -----------------------------------------------------------------------------

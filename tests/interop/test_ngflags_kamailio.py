@@ -94,6 +94,7 @@ from .kamailio import (
     LOOPBACK,
     MODULES_DIR,
     Kamailio,
+    config_head,
     free_udp_port,
     missing_modules,
     start_kamailio,
@@ -137,31 +138,13 @@ FUNCTIONS: Final[dict[str, str | None]] = {
     "play_dtmf": "play DTMF",
 }
 
-CONFIG_TEMPLATE = """#!KAMAILIO
-# sipcore_media's flag reference check: each message names a module
-# function (X-Fn) and its flag string (X-Flags, "x" and hex); the node is
-# the test's fake rtpengine, which records what it is sent.
-debug=2
-log_stderror=yes
-children=1
-listen=udp:{host}:{port}
-disable_tcp=yes
-auto_aliases=no
-mpath="{modules}"
-
-loadmodule "jsonrpcs.so"
-loadmodule "ctl.so"
-loadmodule "kex.so"
-loadmodule "sl.so"
-loadmodule "pv.so"
-loadmodule "textops.so"
-loadmodule "rtpengine.so"
-
-# jsonrpcs transport 4: the datagram socket only, no FIFO.
-modparam("jsonrpcs", "transport", 4)
-modparam("jsonrpcs", "dgram_socket", "{rpc_socket}")
-modparam("ctl", "binrpc", "unix:{ctl_socket}")
-
+CONFIG_TEMPLATE = (
+    config_head(
+        "sipcore_media's flag reference: X-Fn and X-Flags to a fake rtpengine",
+        ("kex", "sl", "pv", "textops", "rtpengine"),
+        children=1,
+    )
+    + """
 modparam("rtpengine", "rtpengine_sock", "udp:{host}:{node_port}")
 modparam("rtpengine", "extra_id_pv", "$avp(extra_id)")
 modparam("rtpengine", "rtpengine_tout_ms", 500)
@@ -204,6 +187,7 @@ reply_route {{
     }}
 }}
 """
+)
 
 
 #: Functions Kamailio 5.6 exports only with a flag string.
