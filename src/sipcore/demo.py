@@ -649,7 +649,7 @@ def _describe_attempt(attempt: Attempt) -> str:
     if attempt.code is None:
         return f"{attempt.backend} no answer"
     if attempt.local and attempt.code == 408:
-        return f"{attempt.backend} 408 (no answer: Timer B)"
+        return f"{attempt.backend} no answer (408 after Timer B)"
     return f"{attempt.backend} {attempt.code}"
 
 
@@ -901,12 +901,12 @@ class _Run:
             cause = str(fields.get("cause", ""))
             if not code and cause[:3].isdigit():
                 code = int(cause[:3])  # a mark by a call's answer: "503 from sip:..."
-            if cause != "probe":
-                why = f"an INVITE got {code}" + (" (no answer: Timer B)" if code == 408 else "")
-            elif code == 408:
-                why = "its probe got no answer (Timer F)"
+            what = "an INVITE" if cause != "probe" else "its probe"
+            if code == 408:
+                timer = "B" if cause != "probe" else "F"
+                why = f"{what} got no answer (408 after Timer {timer})"
             else:
-                why = f"its probe got {code}"
+                why = f"{what} got {code}"
             self.note(
                 Kind.BACKEND, f"{backend} marked {'DOWN' if down else 'up'} by the proxy: {why}"
             )
