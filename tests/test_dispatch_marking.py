@@ -143,3 +143,14 @@ def test_mark_without_a_state_is_inactive_and_probing_in_mode_all() -> None:
     d = make(ds_probing_mode=1)
     d.mark(1, URI)
     assert d.state(1, URI) == S.INACTIVE | S.PROBING
+
+
+def test_mark_carries_the_reply_that_caused_it_into_the_event() -> None:
+    d = make()
+    event = d.mark(1, URI, "ip", code=503, reason="Service Unavailable")
+    assert event == DestinationDown(
+        1, URI, S.INACTIVE | S.PROBING, 503, "Service Unavailable", True
+    )
+    assert d.mark(1, URI, "a", code=200, reason="OK") == DestinationUp(
+        1, URI, S.ACTIVE, 200, "OK", True
+    )

@@ -482,7 +482,13 @@ class Dispatcher:
 
     # ---------------------------------------------------------- marking
     def mark(
-        self, setid: int, uri: str, state: DestinationState | str | None = None
+        self,
+        setid: int,
+        uri: str,
+        state: DestinationState | str | None = None,
+        *,
+        code: int = 0,
+        reason: str = "",
     ) -> DestinationEvent | None:
         """Kamailio: ``ds_mark_dst()`` / ``ds_update_state()``.
 
@@ -493,6 +499,9 @@ class Dispatcher:
         Returns :class:`DestinationDown` / :class:`DestinationUp` when the
         destination left or rejoined the rotation. Without a state, as
         ``ds_mark_dst()``: inactive, and probing in ``ds_probing_mode`` ALL.
+        ``code`` and ``reason`` are the reply that made the caller mark (a
+        failure route's), carried into the event as ``$dsv(code)`` and
+        ``$dsv(reason)`` are in Kamailio.
         """
         if state is None:
             state = DestinationState.INACTIVE
@@ -528,7 +537,10 @@ class Dispatcher:
         else:
             status.message_count = 0
         status.state = DestinationState(flags)
-        return self._changed(entry, i, old)
+        event = self._changed(entry, i, old)
+        if event is not None and (code or reason):
+            event = attrs.evolve(event, code=code, reason=reason, replied=code > 0)
+        return event
 
     def set_state(
         self, setid: int, uri: str, state: DestinationState | str
