@@ -10,6 +10,7 @@ else; the management endpoint shows and switches the nodes."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 from pathlib import Path
 
@@ -573,5 +574,39 @@ def test_a_call_from_before_a_restart_is_deleted_on_its_node_when_it_ends(
         uas.close()
         a.close()
         b.close()
+
+    run(main())
+
+
+def test_a_183_still_held_when_the_call_fails_is_dropped_and_the_call_deleted(
+    tmp_path: Path,
+) -> None:
+    async def main() -> None:
+        node, uas = await FakeRtpengine.open(), await UdpPeer.open()
+        media = media_toml(node.url, tout_ms=1000)
+        text = app_toml(
+            tmp_path, f"sip:{uas.endpoint.hostport}", extra=media, dispatcher_extra="attempts = 1\n"
+        )
+        async with running(text) as app:
+            caller = await MediaCaller.open(sip_udp(app))
+            caller.invite("busy183")
+            invite = await uas.request("INVITE")
+            node.held_commands.add("answer")
+            uas.send(uas_response(invite, 183, "bob", CALLEE_SDP), sip_udp(app))
+            await node.wait_for("the answer", lambda: "answer" in node.commands())
+            uas.send(uas_response(invite, 486, "bob"), sip_udp(app))
+            assert (await caller.peer.response()).status_code == 486
+            node.release()
+            await no_call_left(node)
+            # The 183 came back too late: it is not sent (a resent 486 may be).
+            late: list[int] = []
+            with contextlib.suppress(TimeoutError):
+                while True:
+                    late.append((await caller.peer.response(timeout=0.3)).status_code)
+            assert set(late) <= {486}, late
+            assert node.commands("busy183") == ["offer", "answer", "delete"]
+            caller.close()
+        uas.close()
+        node.close()
 
     run(main())

@@ -344,14 +344,15 @@ class MediaRelay:
             return
         ctx, exchange = job.ctx, job.exchange
         self._count(job.command)
+        over = not ctx.is_stateless and (ctx.final_sent is not None or ctx.cancelled)
         if job.command == "offer" and exchange is not None and exchange.initial:
-            self._started(ctx, exchange.call_id, outcome.node)
-        if not ctx.is_stateless and (ctx.final_sent is not None or ctx.cancelled):
-            # Answered meanwhile: cancelled, or over the suspend bound (408).
-            if exchange is not None and exchange.initial:
+            if over:  # cancelled, or over the suspend bound (408): delete at once
+                self._remember(_Call(exchange.call_id, _from_tag(ctx), outcome.node))
                 self.end_call(exchange.call_id, now, "answered before the offer came back")
-            return
-        self._proceed(job, now)
+                return
+            self._started(ctx, exchange.call_id, outcome.node)
+        if not over:
+            self._proceed(job, now)
 
     def _request_failed(
         self, job: _RequestJob, error: SipError, tried: tuple[str, ...], now: float
@@ -455,7 +456,7 @@ class MediaRelay:
         exchange = job.exchange
         if job.command == "offer" and exchange.initial:  # a late offer, in the 2xx
             self._started(job.ctx, exchange.call_id, outcome.node)
-        self._settle(exchange, job.held.key, extract_sdp(job.held.response))
+        self._settle(job.ctx, exchange, job.held.key, extract_sdp(job.held.response))
 
     def _reply_failed(
         self, job: _ReplyJob, error: SipError, tried: tuple[str, ...], now: float
@@ -474,10 +475,13 @@ class MediaRelay:
             tried=list(tried),
             action="passed through",
         )
-        self._settle(job.exchange, job.held.key, None)
+        self._settle(job.ctx, job.exchange, job.held.key, None)
 
-    def _settle(self, exchange: _Exchange, key: _Key, sdp: bytes | None) -> None:
-        """The answer for ``key`` is in (None: failed): release in order."""
+    def _settle(
+        self, ctx: RequestContext, exchange: _Exchange, key: _Key, sdp: bytes | None
+    ) -> None:
+        """The answer for ``key`` is in (None: failed): release in order.
+        A provisional whose request was answered meanwhile is dropped."""
         exchange.in_flight.discard(key)
         exchange.answered[key] = sdp
         for held in exchange.queue:
@@ -486,7 +490,15 @@ class MediaRelay:
         while exchange.queue and exchange.queue[0].done:
             held = exchange.queue.popleft()
             self._held.pop(id(held.response), None)
-            if held.release and held.send is not None:
+            final = ctx.final_sent
+            # A final that went upstream while this was held (a 487 with no
+            # SDP passes at once); one held behind it in the queue has not.
+            late = (
+                held.response.status_code < 200
+                and final is not None
+                and id(final) not in self._held
+            )
+            if held.release and held.send is not None and not late:
                 self._released.append(held.send)
 
     # -- the end of a call --------------------------------------------------------------
@@ -563,11 +575,7 @@ class MediaRelay:
         return True
 
     def _started(self, ctx: RequestContext, call_id: str, node: str) -> None:
-        try:
-            from_tag = ctx.request.from_.tag or ""
-        except ParseError:  # pragma: no cover - the command needed it
-            from_tag = ""
-        self._remember(_Call(call_id, from_tag, node))
+        self._remember(_Call(call_id, _from_tag(ctx), node))
         dialog = _dialog_of(ctx)
         if dialog is not None:
             dialog.set_var(MEDIA_VAR, node)
@@ -612,6 +620,13 @@ class MediaRelay:
 def _dialog_of(ctx: RequestContext) -> Dialog | None:
     dialog = ctx.data.get("dialog")
     return dialog if isinstance(dialog, Dialog) else None
+
+
+def _from_tag(ctx: RequestContext) -> str:
+    try:
+        return ctx.request.from_.tag or ""
+    except ParseError:  # pragma: no cover - the command needed it
+        return ""
 
 
 def _call_id(ctx: RequestContext) -> str:
