@@ -311,20 +311,6 @@ BAD = [
     pytest.param(
         f'[logging]\nformat = "xml"\n{ONE}', 2, "logging.format", "json, text", id="log-format"
     ),
-    pytest.param(
-        f"{ONE}[media]\nenabled = true\n",
-        3,
-        "media",
-        "media is not available in this build",
-        id="media",
-    ),
-    pytest.param(
-        f'{ONE}[[rtpengine]]\nurl = "udp:127.0.0.1:2223"\n',
-        3,
-        "rtpengine",
-        "media is not available in this build",
-        id="rtpengine",
-    ),
 ]
 
 

@@ -18,6 +18,7 @@ TOML_BLOCK = re.compile(r"^```toml\n(.*?)^```$", re.M | re.S)
 SECTION = re.compile(r"^### `\[+([a-z_.]+)\]+`$")
 ROW = re.compile(r"^\| `([a-z_0-9]+)` \| (`(.*?)`|\(.*?\)) \|")
 BASE = '[[dispatcher.destinations]]\nuri = "sip:127.0.0.1:5070"\n'
+NODE = '[[rtpengine]]\nurl = "udp:127.0.0.1:2223"\n'
 
 
 def example() -> str:
@@ -47,6 +48,7 @@ def test_the_example_configuration_is_valid() -> None:
     assert [d.attrs.duid for d in config.dispatcher.destinations] == ["gw1", "gw2"]
     assert (config.limits.per_caller, config.limits.per_account) == (2, 10)
     assert config.probing.interval == 10 and config.dialog.send_bye
+    assert config.media.active and config.media.rtpengine_sock == ("udp:127.0.0.1:2223",)
 
 
 def test_the_proxy_starts_with_the_example_on_free_ports(tmp_path: Path) -> None:
@@ -92,8 +94,12 @@ DEFAULTS = [
 
 @pytest.mark.parametrize(("section", "key", "default"), DEFAULTS)
 def test_each_documented_default_is_the_default(section: str, key: str, default: str) -> None:
+    base = BASE
     if section == "dispatcher.destinations":
         text = f"{BASE}{key} = {default}\n"
+    elif section == "rtpengine":  # an array of tables too, with its required key
+        base = f"{BASE}{NODE}"
+        text = f"{base}{key} = {default}\n"
     else:
         text = f"[{section}]\n{key} = {default}\n{BASE}"
-    assert parse_config(text) == parse_config(BASE)
+    assert parse_config(text) == parse_config(base)

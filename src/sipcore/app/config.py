@@ -4,8 +4,11 @@ This module owns the file format (every table and key, its type, default
 and bounds), :class:`ConfigError` (a bad file reported as one line that
 names the key and its line), and the destination list the dispatcher is
 loaded from (inline ``[[dispatcher.destinations]]`` or a Kamailio
-``dispatcher.list``), which ``POST /dispatcher/reload`` reads again. It
-reads files and nothing else: no sockets, no clock, no name resolution.
+``dispatcher.list``), which ``POST /dispatcher/reload`` reads again, and the
+rtpengine nodes and flag strings of ``[media]`` / ``[[rtpengine]]``
+(checked with :mod:`sipcore_media`'s own parsers, so a node or flag the
+proxy would fail on at the first call is refused here). It reads files and
+nothing else: no sockets, no clock, no name resolution.
 
 Unknown keys are errors, so that a typo is reported rather than silently
 ignored. Relative paths are taken relative to the working directory, as
@@ -35,6 +38,16 @@ from sipcore_dispatch import (
     parse_state,
 )
 from sipcore_dispatch import DispatcherConfig as _DispatcherConfig
+from sipcore_media import (
+    MAX_RTPP_TRIED_NODES,
+    FlagDialect,
+    HashAlgo,
+    MediaError,
+    RtpengineConfig,
+    SipContext,
+    build_command,
+    parse_rtpengine_sock,
+)
 
 __all__ = [
     "AppConfig",
@@ -45,6 +58,7 @@ __all__ = [
     "LimitOptions",
     "LoggingOptions",
     "ManagementOptions",
+    "MediaOptions",
     "PersistenceOptions",
     "ProbingOptions",
     "ProxyOptions",
@@ -61,8 +75,24 @@ _T = TypeVar("_T")
 # Kamailio's dispatcher: ds_select_dst() can try at most this many per request
 # here, as the proxy core forks at most 12 branches (ProxyConfig.max_branches).
 MAX_ATTEMPTS: Final = 12
-# Keys that a later build will read (the rtpengine issue); refused until then.
-_MEDIA_KEYS: Final = ("media", "rtpengine")
+_ON_FAILURE: Final = ("reject", "passthrough")
+_FLAG_DIALECTS: Final = {d.value: d for d in FlagDialect}
+# What most Kamailio configurations pass to rtpengine_manage(): the o= and
+# session c= lines get rtpengine's address too, not only the media lines.
+_DEFAULT_MEDIA_FLAGS: Final = "replace-origin replace-session-connection"
+# A request waits for its offer suspended, and the proxy core answers a
+# request suspended this long 408 (ProxyConfig.suspend_timeout's default):
+# one node's sends must fit in it.
+_SUSPEND_BOUND_MS: Final = 30_000
+# A message to try the flag strings on: what a call gives build_command().
+_FLAG_PROBE: Final = SipContext(
+    call_id="check",
+    from_tag="from",
+    to_tag="to",
+    sdp="v=0\r\n",
+    source_address="127.0.0.1",
+    vias=("z9hG4bK1", "z9hG4bK2"),
+)
 _ACCOUNT_KEYS: Final = ("from_uri", "from_domain", "auth_username")
 _PROBING_MODES: Final = {
     "none": ProbingMode.NONE,
@@ -469,6 +499,58 @@ class LoggingOptions:
 
 
 @attrs.frozen
+class MediaOptions:
+    """``[media]`` and ``[[rtpengine]]``: rtpengine control on every call
+    (Kamailio's ``rtpengine_manage()``), with the rtpengine module's
+    parameters under their Kamailio names and 5.6's defaults.
+
+    ``rtpengine_sock`` holds the nodes as ``rtpengine_sock`` lines (the
+    ``[[rtpengine]]`` tables are turned into ``url=weight`` entries);
+    media is handled only when :attr:`active`: enabled with a node.
+    """
+
+    enabled: bool = True
+    rtpengine_sock: tuple[str, ...] = ()
+    on_failure: str = "reject"
+    offer_flags: str = _DEFAULT_MEDIA_FLAGS
+    answer_flags: str = _DEFAULT_MEDIA_FLAGS
+    delete_flags: str = ""
+    flag_dialect: FlagDialect = FlagDialect.KAMAILIO_5_6
+    rtpengine_tout_ms: int = 1000
+    rtpengine_retr: int = 5
+    rtpengine_disable_tout: int = 60
+    queried_nodes_limit: int = MAX_RTPP_TRIED_NODES
+    aggressive_redetection: bool = True
+    rtpengine_allow_op: int = 0
+    hash_algo: HashAlgo = HashAlgo.LEGACY
+    hash_table_tout: int = 3600
+    ping_interval: int = 0
+    max_pending: int = 10_000
+
+    @property
+    def active(self) -> bool:
+        """True when calls get offer, answer and delete."""
+        return self.enabled and bool(self.rtpengine_sock)
+
+    def rtpengine_config(self) -> RtpengineConfig:
+        """The :class:`sipcore_media.RtpengineConfig` these options make."""
+        return RtpengineConfig(
+            rtpengine_sock=self.rtpengine_sock,
+            rtpengine_disable_tout=self.rtpengine_disable_tout,
+            aggressive_redetection=self.aggressive_redetection,
+            rtpengine_tout_ms=self.rtpengine_tout_ms,
+            rtpengine_retr=self.rtpengine_retr,
+            queried_nodes_limit=self.queried_nodes_limit,
+            rtpengine_allow_op=self.rtpengine_allow_op,
+            hash_algo=self.hash_algo,
+            hash_table_tout=self.hash_table_tout,
+            ping_interval=self.ping_interval,
+            flag_dialect=self.flag_dialect,
+            max_pending=self.max_pending,
+        )
+
+
+@attrs.frozen
 class AppConfig:
     """The whole file. ``source`` is its path (for reloads and messages)."""
 
@@ -480,6 +562,7 @@ class AppConfig:
     persistence: PersistenceOptions = PersistenceOptions()
     management: ManagementOptions = ManagementOptions()
     logging: LoggingOptions = LoggingOptions()
+    media: MediaOptions = MediaOptions()
     source: str | None = None
 
     def dispatcher_config(self) -> _DispatcherConfig:
@@ -753,6 +836,109 @@ def _logging(t: _Table) -> LoggingOptions:
     return options
 
 
+def _check_nodes(t: _Table, key: str, lines: tuple[str, ...]) -> int:
+    """Read ``rtpengine_sock`` lines as Kamailio does; refuse what this
+    proxy cannot talk to. Returns how many nodes they hold."""
+    try:
+        specs = parse_rtpengine_sock(lines)
+    except MediaError as exc:
+        raise t.error(key, exc.reason) from None
+    for spec in specs:
+        address = spec.address
+        if address.scheme not in ("udp", "udp6"):
+            raise t.error(
+                key, f"{spec.url}: this proxy speaks ng over UDP only (udp: or udp6: nodes)"
+            )
+        try:
+            ipaddress.ip_address(address.host or "")
+        except ValueError:
+            # Nothing resolves names for the ng socket (sipcore_media.asyncio).
+            raise t.error(key, f"{spec.url}: the host must be an IP address") from None
+        if spec.setid != 0:
+            raise t.error(key, f"{spec.url}: set {spec.setid}: this proxy uses one set (0)")
+    return len(specs)
+
+
+def _flags(t: _Table, name: str, command: str, default: str, dialect: FlagDialect) -> str:
+    flags = t.string(name, default)
+    try:
+        build_command(command, flags, _FLAG_PROBE, dialect)
+    except MediaError as exc:
+        raise t.error(name, f"{flags!r}: {exc.reason}") from None
+    return flags
+
+
+def _rtpengine_nodes(tables: list[_Table]) -> tuple[str, ...]:
+    lines = []
+    for t in tables:
+        if not t.has("url"):
+            raise t.error("url", "is required")
+        url = t.string("url", "")
+        weight = t.integer("weight", 1, low=0, high=2**31 - 1)
+        t.done()
+        if not url or any(c.isspace() or c == "=" for c in url):
+            raise t.error("url", f"{url!r} is one node URL (udp:host:port), no spaces or '='")
+        line = f"{url}={weight}"
+        _check_nodes(t, "url", (line,))
+        lines.append(line)
+    return tuple(lines)
+
+
+def _media(t: _Table, nodes: list[_Table]) -> MediaOptions:
+    m = MediaOptions()
+    sock_value = t.raw("rtpengine_sock")
+    if sock_value is None:
+        sock: tuple[str, ...] = ()
+    elif isinstance(sock_value, str):
+        sock = (sock_value,) if sock_value.strip() else ()
+    elif isinstance(sock_value, list) and all(isinstance(v, str) for v in sock_value):
+        sock = tuple(v for v in sock_value if v.strip())
+    else:
+        raise t.error(
+            "rtpengine_sock",
+            f"must be a string or an array of strings, not {_type_name(sock_value)}",
+        )
+    if sock:
+        _check_nodes(t, "rtpengine_sock", sock)
+    listed = _rtpengine_nodes(nodes)
+    if sock and listed:
+        raise t.error("rtpengine_sock", "give rtpengine_sock or [[rtpengine]] tables, not both")
+    dialect = _FLAG_DIALECTS[t.choice("flag_dialect", m.flag_dialect.value, _FLAG_DIALECTS)]
+    options = MediaOptions(
+        enabled=t.boolean("enabled", m.enabled),
+        rtpengine_sock=sock or listed,
+        on_failure=t.choice("on_failure", m.on_failure, _ON_FAILURE),
+        offer_flags=_flags(t, "offer_flags", "offer", m.offer_flags, dialect),
+        answer_flags=_flags(t, "answer_flags", "answer", m.answer_flags, dialect),
+        delete_flags=_flags(t, "delete_flags", "delete", m.delete_flags, dialect),
+        flag_dialect=dialect,
+        rtpengine_tout_ms=t.integer("rtpengine_tout_ms", m.rtpengine_tout_ms, low=1, high=60_000),
+        rtpengine_retr=t.integer("rtpengine_retr", m.rtpengine_retr, low=1, high=100),
+        rtpengine_disable_tout=t.integer(
+            "rtpengine_disable_tout", m.rtpengine_disable_tout, low=0, high=86400
+        ),
+        queried_nodes_limit=t.integer(
+            "queried_nodes_limit", m.queried_nodes_limit, low=1, high=MAX_RTPP_TRIED_NODES
+        ),
+        aggressive_redetection=t.boolean("aggressive_redetection", m.aggressive_redetection),
+        rtpengine_allow_op=t.integer("rtpengine_allow_op", m.rtpengine_allow_op, low=0, high=2),
+        hash_algo=HashAlgo(t.integer("hash_algo", int(m.hash_algo), low=0, high=2)),
+        hash_table_tout=t.integer("hash_table_tout", m.hash_table_tout, low=1, high=10**7),
+        ping_interval=t.integer("ping_interval", m.ping_interval, low=0, high=86400),
+        max_pending=t.integer("max_pending", m.max_pending, low=1, high=1_000_000),
+    )
+    per_node = options.rtpengine_tout_ms * options.rtpengine_retr
+    if per_node > _SUSPEND_BOUND_MS:
+        raise t.error(
+            "rtpengine_retr",
+            f"{options.rtpengine_retr} sends {options.rtpengine_tout_ms} ms apart wait "
+            f"{per_node / 1000:g} s for one node; a call waits at most "
+            f"{_SUSPEND_BOUND_MS // 1000} s for its offer",
+        )
+    t.done()
+    return options
+
+
 # -- entry points ----------------------------------------------------------------------------
 
 
@@ -768,7 +954,10 @@ def parse_config(text: str, source: str = "<config>") -> AppConfig:
 def known_keys() -> dict[str, set[str]]:
     """Every key of the file, by table (``""`` is the top level): what
     ``docs/proxy-app.md`` must document."""
-    minimal = '[[dispatcher.destinations]]\nuri = "sip:127.0.0.1"\n'
+    minimal = (
+        '[[dispatcher.destinations]]\nuri = "sip:127.0.0.1"\n'
+        '[[rtpengine]]\nurl = "udp:127.0.0.1:2223"\n'
+    )
     return _parse(minimal, "<config>")[1].known
 
 
@@ -779,11 +968,6 @@ def _parse(text: str, source: str) -> tuple[AppConfig, _Locator]:
         raise _syntax_error(exc, source) from None
     locator = _Locator(source, text)
     root = _Table(data, "", locator)
-    for name in _MEDIA_KEYS:
-        if root.has(name):
-            raise root.error(
-                name, "media is not available in this build (no rtpengine support yet)"
-            )
     config = AppConfig(
         proxy=_proxy(root.table("proxy")),
         dispatcher=_dispatcher(root.table("dispatcher")),
@@ -793,6 +977,7 @@ def _parse(text: str, source: str) -> tuple[AppConfig, _Locator]:
         persistence=_persistence(root.table("persistence")),
         management=_management(root.table("management")),
         logging=_logging(root.table("logging")),
+        media=_media(root.table("media"), root.tables("rtpengine")),
         source=None if source == "<config>" else source,
     )
     root.done()

@@ -5,12 +5,15 @@ reading their parameters, and the shape of the answers: ``{"result": ...}``
 with status 200, or ``{"error": {"code": ..., "message": ...}}`` with the
 HTTP status of the fault. The commands themselves are the libraries':
 :class:`sipcore_dialog.DialogManagement` (Kamailio's ``dlg.*`` RPCs) and
-:class:`sipcore_dispatch.DispatcherManagement` (``dispatcher.*``), so the
-answers have the shapes ``kamcmd`` prints.
+:class:`sipcore_dispatch.DispatcherManagement` (``dispatcher.*``) and the
+rtpengine pool of :class:`~sipcore.app.media.MediaRelay` (``rtpengine.show``,
+``rtpengine.enable``), so the answers have the shapes ``kamcmd`` prints.
 """
 
 from __future__ import annotations
 
+import asyncio
+import functools
 from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any, Final
 
@@ -18,9 +21,11 @@ import attrs
 
 from sipcore_dialog import ManagementError as DialogManagementError
 from sipcore_dispatch import ManagementError as DispatcherManagementError
+from sipcore_media import MediaError, NodeInfo, ReplyReceived
 
 from .config import ConfigError
 from .httpserver import HttpError, HttpRequest
+from .media import MediaRelay
 from .routing import ACCOUNT_PROFILE, CALLER_PROFILE
 
 if TYPE_CHECKING:
@@ -96,13 +101,16 @@ class ManagementApi:
 
     async def stats(self, request: HttpRequest, params: list[str]) -> object:
         app = self.app
-        return {
+        out: dict[str, object] = {
             "proxy": dict(app.proxy.stats),
             "active_requests": app.proxy.active_requests,
             "waiting_requests": app.router.waiting,
             "routing": attrs.asdict(app.router.counters),
             "dialogs": attrs.asdict(app.tracker.stats),
         }
+        if app.media is not None:
+            out["media"] = attrs.asdict(app.media.counters)
+        return out
 
     # -- dialogs (dlg.*) -------------------------------------------------------------------
 
@@ -193,6 +201,90 @@ class ManagementApi:
             raise HttpError(400, "state is 0 or 1")
         return self.app.dispatcher_management.ping_active(state)
 
+    # -- rtpengine (rtpengine.*) ----------------------------------------------------------
+
+    def _media(self) -> MediaRelay:
+        media = self.app.media
+        if media is None:
+            raise HttpError(404, "no rtpengine node is configured ([media])")
+        return media
+
+    def _nodes(self, media: MediaRelay, url: str = "all") -> list[dict[str, object]]:
+        now = self.app.now()
+        return [_node(info, now) for info in media.show(url)]
+
+    async def rtpengine(self, request: HttpRequest, params: list[str]) -> object:
+        media = self._media()
+        url = request.query.get("url", "all")
+        try:
+            nodes = self._nodes(media, url)
+        except MediaError as exc:
+            raise HttpError(404, exc.reason) from None
+        return {
+            "nodes": nodes,
+            "hash_total": media.rtp.get_hash_total(),
+            "pending": media.rtp.pool.pending,
+            "calls": media.calls,
+        }
+
+    async def rtpengine_enable(self, request: HttpRequest, params: list[str]) -> object:
+        media = self._media()
+        body = _object(request)
+        url = _str(body, "url")
+        enabled = body.get("enabled")
+        if enabled not in (True, False, 0, 1) or isinstance(enabled, float):
+            raise HttpError(400, "enabled must be true or false (1 or 0)")
+        loop = asyncio.get_running_loop()
+        try:
+            pings = media.enable(url, bool(enabled), self.app.now())
+        except MediaError as exc:
+            raise HttpError(404, exc.reason) from None
+        waits: list[asyncio.Future[bool]] = []
+        for command_id in pings:
+            done: asyncio.Future[bool] = loop.create_future()
+            media.watch(command_id, functools.partial(_settle, done))
+            waits.append(done)
+        self.app.flush()
+        # Kamailio answers rtpengine.enable 1 after the ping; the pool
+        # bounds it to rtpengine_retr sends rtpengine_tout_ms apart.
+        options = media.options
+        bound = options.rtpengine_retr * options.rtpengine_tout_ms / 1000 + 1.0
+        try:
+            answered = await asyncio.wait_for(asyncio.gather(*waits), bound)
+        except TimeoutError:  # pragma: no cover - the pool ends every ping sooner
+            answered = [f.done() and f.result() for f in waits]
+        finally:
+            for command_id in pings:
+                media.forget(command_id)
+        nodes = self._nodes(media, url)
+        if not all(answered):
+            silent = [n["url"] for n in nodes if not n["active"]]
+            raise HttpError(
+                500, f"not enabled, no answer to the ping: {', '.join(map(str, silent))}"
+            )
+        return {"nodes": nodes}
+
+
+def _settle(future: asyncio.Future[bool], outcome: object) -> None:
+    if not future.done():
+        future.set_result(isinstance(outcome, ReplyReceived))
+
+
+def _node(info: NodeInfo, now: float) -> dict[str, object]:
+    """One node as ``rtpengine.show`` lists it; ``recheck_in`` is how long a
+    node disabled for not answering waits for its next ping (seconds)."""
+    return {
+        "url": info.url,
+        "set": info.setid,
+        "index": info.index,
+        "weight": info.weight,
+        "disabled": info.disabled,
+        "active": info.active,
+        "recheck_in": None
+        if info.recheck_at is None
+        else round(max(0.0, info.recheck_at - now), 3),
+    }
+
 
 @attrs.frozen
 class Route:
@@ -232,4 +324,6 @@ ROUTES: Final = (
     _route("POST", "/dispatcher/set_state", ManagementApi.set_state),
     _route("POST", "/dispatcher/reload", ManagementApi.reload),
     _route("POST", "/dispatcher/ping_active", ManagementApi.ping_active),
+    _route("GET", "/rtpengine", ManagementApi.rtpengine),
+    _route("POST", "/rtpengine/enable", ManagementApi.rtpengine_enable),
 )

@@ -9,7 +9,9 @@ record-routed and relayed; when it fails with one of the failover codes
 the destination is marked (``ds_mark_dst``) and the next one of the
 selection is tried (``ds_next_dst``). Other initial requests are relayed
 the same way, without a dialog. An OPTIONS to the proxy itself is
-answered 200.
+answered 200. With rtpengine nodes configured, every request is handed
+to the media part (:mod:`.media`, ``rtpengine_manage()``) just before it
+is relayed: an INVITE with SDP waits for its offer, a BYE deletes.
 
 It owns the counters the management interface reports and the set of
 requests still waiting for a final answer (what a graceful shutdown waits
@@ -43,6 +45,7 @@ from sipcore_dispatch.events import DestinationEvent
 
 from .config import AppConfig
 from .logs import event
+from .media import MediaRelay
 
 __all__ = ["ACCOUNT_PROFILE", "CALLER_PROFILE", "Counters", "Router"]
 
@@ -88,10 +91,13 @@ class Router:
         tracker: DialogTracker,
         *,
         on_destination_event: Callable[[DestinationEvent, str], object] | None = None,
+        media: MediaRelay | None = None,
     ) -> None:
         self.config = config
         self.dispatcher = dispatcher
         self.tracker = tracker
+        #: rtpengine control, when the configuration has nodes.
+        self.media = media
         self.proxy: Proxy | None = None
         self.counters = Counters()
         #: False once a shutdown began: new requests are answered 503.
@@ -159,15 +165,23 @@ class Router:
             self._track(ctx)
         if ctx.method in _RECORD_ROUTED:
             ctx.record_route()
+        media = self.media
+        if media is not None:
+            self._wait(ctx)  # also while its offer is out
+            if media.on_request(ctx, lambda now: self._relay(ctx, selection, now=now)):
+                return
         self._relay(ctx, selection)
 
     def _within_dialog(self, ctx: RequestContext) -> None:
         if ctx.loose_route():
+            media = self.media
             if ctx.is_stateless:  # the ACK for a 2xx
-                ctx.forward()
+                if media is None or not media.on_request(ctx, lambda now: ctx.forward()):
+                    ctx.forward()
                 return
             self._wait(ctx)
-            ctx.relay()
+            if media is None or not media.on_request(ctx, lambda now: ctx.relay(now=now)):
+                ctx.relay()
             return
         if ctx.method == "ACK":
             return  # not ours to route (an ACK for a non-2xx never gets here)
@@ -281,20 +295,25 @@ class Router:
             return None
         return selection
 
-    def _relay(self, ctx: RequestContext, selection: Selection) -> None:
+    def _relay(
+        self, ctx: RequestContext, selection: Selection, *, now: float | None = None
+    ) -> None:
+        """Relay to the selection's current destination (every one for alg
+        12). ``now`` when it happens after the script returned (the offer
+        came back)."""
         tried: dict[int, str] = ctx.data.setdefault(_TRIED, {})
         ctx.data[_SELECTION] = selection
         ctx.on_failure(self._failure)
         self._wait(ctx)
         try:
             if selection.alg == 12:  # parallel: a branch to every destination
-                branches = ctx.fork([(d.uri, None) for d in selection])
+                branches = ctx.fork([(d.uri, None) for d in selection], now=now)
                 for branch, dest in zip(branches, selection, strict=True):
                     tried[branch.index] = dest.uri
                 return
             current = selection.current
             assert current is not None
-            relayed = ctx.relay(current.uri)  # $du; the Request-URI stays
+            relayed = ctx.relay(current.uri, now=now)  # $du; the Request-URI stays
             if relayed is not None:
                 tried[relayed.index] = current.uri
         except SipError as exc:
@@ -302,7 +321,7 @@ class Router:
             event("dispatch.failed", exc.reason, call_id=ctx.request.call_id)
             if not ctx.branches:
                 self.counters.no_destination += 1
-                ctx.reply(503, "No destination available")
+                ctx.reply(503, "No destination available", now=now)
 
     # -- failure_route --------------------------------------------------------------------
 

@@ -4,7 +4,8 @@ This module owns :class:`App`, the I/O shell over the sans-I/O parts: a
 :class:`sipcore.Proxy` served by :mod:`sipcore.asyncio`, with a
 :class:`sipcore_dialog.DialogTracker` (and its SQLite store), a
 :class:`sipcore_dispatch.Dispatcher` and its :class:`ProbeService`, the
-routing script of :mod:`.routing` and the management endpoint of
+routing script of :mod:`.routing`, the rtpengine control of :mod:`.media`
+(with its ng UDP sockets) and the management endpoint of
 :mod:`.management`. It reads the loop's clock, resolves destination names
 (at start and on reload), logs what happens, and stops gracefully.
 
@@ -15,6 +16,8 @@ it the same way, the tests with port 0 everywhere.
 from __future__ import annotations
 
 import asyncio
+import ipaddress
+import logging
 import socket
 import sqlite3
 import time
@@ -50,11 +53,13 @@ from sipcore_dispatch import (
     ProbeService,
 )
 from sipcore_dispatch.events import DestinationEvent
+from sipcore_media import NodeDisabled, parse_rtpengine_sock
 
-from .config import AppConfig, ConfigError, error_at, read_destinations
+from .config import AppConfig, ConfigError, MediaOptions, error_at, read_destinations
 from .httpserver import JsonHttpServer
 from .logs import event
 from .management import ManagementApi
+from .media import MediaRelay
 from .routing import ACCOUNT_PROFILE, CALLER_PROFILE, Router
 
 __all__ = ["App", "run"]
@@ -66,25 +71,38 @@ _CALL_LOAD: Final = 10
 
 _V = TypeVar("_V")
 
+log = logging.getLogger("sipcore.app")
+
 
 class _ObservedCore:
     """The proxy as the asyncio adapter drives it, with a look at the
     events the prober queued after every call (so that they are logged
-    when they happen, not when someone asks)."""
+    when they happen, not when someone asks), and, with media, the
+    responses held for their rtpengine answer kept off the wire until it
+    is back (:meth:`MediaRelay.filter`)."""
 
-    def __init__(self, proxy: Proxy, after: Callable[[], object]) -> None:
+    def __init__(
+        self, proxy: Proxy, after: Callable[[], object], media: MediaRelay | None = None
+    ) -> None:
         self.proxy = proxy
         self._after = after
+        self._media = media
+
+    def _out(self, sends: list[Send]) -> list[Send]:
+        media = self._media
+        if media is None:
+            return sends
+        return [*media.filter(sends), *media.take_sends()]
 
     def receive(self, data: bytes | Request | Response, source: Endpoint, now: float) -> list[Send]:
         try:
-            return self.proxy.receive(data, source, now)
+            return self._out(self.proxy.receive(data, source, now))
         finally:
             self._after()
 
     def tick(self, now: float) -> list[Send]:
         try:
-            return self.proxy.tick(now)
+            return self._out(self.proxy.tick(now))
         finally:
             self._after()
 
@@ -92,13 +110,47 @@ class _ObservedCore:
         return self.proxy.next_deadline()
 
     def take(self) -> list[Send]:
-        return self.proxy.take()
+        return self._out(self.proxy.take())
 
     def transport_error(self, send: Send, now: float) -> list[Send]:
         try:
-            return self.proxy.transport_error(send, now)
+            return self._out(self.proxy.transport_error(send, now))
         finally:
             self._after()
+
+
+class _NgSocket(asyncio.DatagramProtocol):
+    """One UDP socket to the rtpengine nodes of one address family."""
+
+    def __init__(self, deliver: Callable[[bytes, tuple[str, int]], object]) -> None:
+        self._deliver = deliver
+
+    def datagram_received(self, data: bytes, addr: tuple[str | object, ...]) -> None:
+        host, port = addr[0], addr[1]
+        if isinstance(host, str) and isinstance(port, int):
+            self._deliver(data, (host, port))
+
+    def error_received(self, exc: Exception) -> None:
+        # ICMP "port unreachable" from a dead node: the pool's timers decide.
+        log.debug("ng socket error: %s", exc)
+
+
+def _ng_binds(options: MediaOptions) -> dict[int, tuple[str, int]]:
+    """Where to bind the ng sockets: one per address family the nodes use,
+    on loopback when every node of that family is (an ephemeral port)."""
+    hosts: dict[int, list[ipaddress.IPv4Address | ipaddress.IPv6Address]] = {}
+    for spec in parse_rtpengine_sock(options.rtpengine_sock):
+        address = ipaddress.ip_address(spec.address.host or "")
+        family = int(socket.AF_INET6 if address.version == 6 else socket.AF_INET)
+        hosts.setdefault(family, []).append(address)
+    binds: dict[int, tuple[str, int]] = {}
+    for family, addresses in hosts.items():
+        loopback = all(a.is_loopback for a in addresses)
+        if family == socket.AF_INET6:
+            binds[family] = ("::1" if loopback else "::", 0)
+        else:
+            binds[family] = ("127.0.0.1" if loopback else "0.0.0.0", 0)
+    return binds
 
 
 class App:
@@ -120,6 +172,8 @@ class App:
         self._proxy: Proxy | None = None
         self._tracker: DialogTracker | None = None
         self._router: Router | None = None
+        self._media: MediaRelay | None = None
+        self._ng: dict[int, asyncio.DatagramTransport] = {}
         self._probe_service: ProbeService | None = None
         self._dialog_management: DialogManagement | None = None
         self._dispatcher_management: DispatcherManagement | None = None
@@ -149,6 +203,12 @@ class App:
         return self._running(self._router)
 
     @property
+    def media(self) -> MediaRelay | None:
+        """The rtpengine control; None when the configuration has no node."""
+        self._running(self._router)
+        return self._media
+
+    @property
     def dialog_management(self) -> DialogManagement:
         return self._running(self._dialog_management)
 
@@ -165,9 +225,11 @@ class App:
         return self.now() - self._started_at
 
     def flush(self) -> None:
-        """Send what a command queued in the proxy (BYEs of an ended dialog)."""
+        """Send what a command queued in the proxy (BYEs of an ended dialog)
+        and in the media part (ng datagrams)."""
         if self._server is not None:
             self._server.flush()
+        self._flush_media()
 
     # -- starting -----------------------------------------------------------------------
 
@@ -183,11 +245,23 @@ class App:
         self._names = await self._resolve(destinations)
         self.dispatcher.load(destinations)
         self._tracker = self._make_tracker(loop)
+        if config.media.active:
+            self._media = MediaRelay(config.media)
         self._router = Router(
-            config, self.dispatcher, self._tracker, on_destination_event=self._destination_event
+            config,
+            self.dispatcher,
+            self._tracker,
+            on_destination_event=self._destination_event,
+            media=self._media,
         )
         self._router.on_idle = self._idle.set
         self._subscribe(self._tracker)
+        try:
+            await self._open_ng()
+        except BaseException:
+            self._close_ng()
+            self._tracker.close()
+            raise
         p = config.proxy
         limits = sipcore.asyncio.ConnectionLimits(
             connect_timeout=p.tcp_connect_timeout,
@@ -199,9 +273,13 @@ class App:
                 self._make_core, listen=p.listen, limits=limits
             )
         except BaseException:
+            self._close_ng()
             self._tracker.close()
             raise
         self.sip_listen = self._server.listen
+        if self._media is not None:
+            self._media.start(loop.time())  # ping every node
+            self.flush()
         try:
             await self._start_management()
         except BaseException:
@@ -220,6 +298,7 @@ class App:
             ),
             destinations=len(destinations),
             dialogs=len(self._tracker),
+            rtpengine=[i.url for i in self._media.show()] if self._media is not None else [],
         )
 
     def _make_tracker(self, loop: asyncio.AbstractEventLoop) -> DialogTracker:
@@ -266,6 +345,8 @@ class App:
         proxy = Proxy(proxy_config, router.route, resolver=self._resolve_name)
         tracker.attach(proxy)
         router.hook(proxy)
+        if self._media is not None:
+            self._media.attach(proxy, tracker)
         now = loop.time()
         prober = Prober(self.dispatcher, now=now)
         self._probe_service = ProbeService(prober, proxy)
@@ -286,7 +367,7 @@ class App:
                 skipped=report.skipped_count,
                 reasons=[s.reason for s in report.skipped[:10]],
             )
-        return _ObservedCore(proxy, self._after_core)
+        return _ObservedCore(proxy, self._after_core, self._media)
 
     async def _start_management(self) -> None:
         m = self.config.management
@@ -295,6 +376,60 @@ class App:
         api = ManagementApi(self)
         self._http = JsonHttpServer(api.handle, max_request_bytes=m.max_request_bytes)
         self.management_address = await self._http.start(m.host, m.port)
+
+    # -- the ng sockets ---------------------------------------------------------------
+
+    async def _open_ng(self) -> None:
+        if self._media is None:
+            return
+        loop = self._running(self._loop)
+        for family, address in _ng_binds(self.config.media).items():
+            transport, _ = await loop.create_datagram_endpoint(
+                lambda: _NgSocket(self._ng_received), local_addr=address, family=family
+            )
+            self._ng[family] = transport
+
+    def _close_ng(self) -> None:
+        for transport in self._ng.values():
+            transport.close()
+        self._ng.clear()
+
+    def _ng_received(self, data: bytes, source: tuple[str, int]) -> None:
+        media = self._media
+        if media is None or not self._ng:
+            return
+        try:
+            media.receive(data, source, self.now())
+        except Exception:
+            log.exception("the media part raised on an ng reply from %s:%s", *source)
+        self.flush()  # the requests it let go, the responses it released
+
+    def _flush_media(self) -> None:
+        """Send the ng datagrams the media part queued; log its node events."""
+        media = self._media
+        if media is None:
+            return
+        for transmit in media.take_transmits():
+            host, port = transmit.destination
+            family = int(socket.AF_INET6 if ":" in host else socket.AF_INET)
+            transport = self._ng.get(family)
+            if transport is None or transport.is_closing():
+                continue  # stopping: the pool's timers give up on it
+            transport.sendto(transmit.datagram, (host, port))
+        for change in media.take_node_events():
+            down = isinstance(change, NodeDisabled)
+            fields: dict[str, object] = {"url": change.url}
+            if isinstance(change, NodeDisabled):
+                fields["reason"] = change.reason
+                fields["until"] = (
+                    None if change.until is None else round(change.until + self._to_unix, 3)
+                )
+            event(
+                "rtpengine.down" if down else "rtpengine.up",
+                f"rtpengine {change.url} is {'down' if down else 'up'}",
+                level=30 if down else 20,
+                **fields,
+            )
 
     # -- names ---------------------------------------------------------------------------
 
@@ -374,6 +509,7 @@ class App:
         service = self._probe_service
         if service is not None:
             self.report_destination_events(service.take_events(), "probe")
+        self._flush_media()
 
     def _destination_event(self, change: DestinationEvent, cause: str) -> None:
         self.report_destination_events([change], cause)
@@ -465,6 +601,7 @@ class App:
         if self._server is not None:
             self._server.close()
             await self._server.wait_closed()
+        self._close_ng()
 
     async def __aenter__(self) -> App:
         await self.start()
