@@ -380,7 +380,13 @@ class Router:
 
     def _mark(self, setid: int, uri: str, code: int, call_id: str) -> None:
         try:
-            change = self.dispatcher.mark(setid, uri, self.config.dispatcher.mark_state)
+            change = self.dispatcher.mark(
+                setid,
+                uri,
+                self.config.dispatcher.mark_state,
+                code=code,
+                reason=REASON_PHRASES.get(code, ""),
+            )
         except DispatchError:
             return  # removed by a reload meanwhile
         self.counters.marked += 1
