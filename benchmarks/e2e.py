@@ -11,7 +11,8 @@ For each proxy (Kamailio 5.6 with dialog + dispatcher + record-route, and
 the proxy holds with under 0.1% failed calls: short trials at doubling
 rates, then a bisection between the last rate held and the first one lost,
 then that rate held for 30 s (10 s with ``--quick``), stepping down 10% at
-most three times if the hold fails. It reports the held rate, the failed
+most three times if the hold fails. Each trial runs against a proxy
+started for it. It reports the held rate, the failed
 calls and the proxy's CPU time per call (user + system of its whole process
 tree over the hold, from /proc), and the ratio of the two proxies when both
 ran. Everything is on 127.0.0.1; every sipp run is bounded by its call
@@ -26,6 +27,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import csv
+import functools
 import json
 import os
 import resource
@@ -36,7 +38,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
@@ -216,8 +218,7 @@ class KamailioProxy:
         if binary is None:
             raise PeerMissing("kamailio not installed: run scripts/install-peers.sh")
         self.port = free_udp_port(taken)
-        rundir = workdir / "kamailio"
-        rundir.mkdir()
+        rundir = Path(tempfile.mkdtemp(prefix="kamailio-", dir=workdir))
         list_file = rundir / "dispatcher.list"
         list_file.write_text("".join(f"1 sip:{LOOPBACK}:{p}\n" for p in backends))
         cfg = rundir / "kamailio.cfg"
@@ -361,13 +362,20 @@ def generated_rate(rows: list[dict[str, str]]) -> float:
 
 
 def best_rate(
-    proxy: Proxy, workdir: Path, taken: set[int], hold_seconds: int, log: list[Trial]
+    start: Callable[[], Proxy], workdir: Path, taken: set[int], hold_seconds: int, log: list[Trial]
 ) -> Trial | None:
     """The highest rate held for ``hold_seconds``, searched as the module
-    docstring says; None when not even START_RATE holds."""
+    docstring says; None when not even START_RATE holds. Every trial gets
+    a proxy of its own, started fresh: what one trial leaves behind
+    (transactions in their wait states, an overload's backlog) must not
+    count against the next."""
 
     def trial(rate: int, seconds: int) -> Trial:
-        result = run_trial(proxy, workdir, taken, rate, seconds)
+        proxy = start()
+        try:
+            result = run_trial(proxy, workdir, taken, rate, seconds)
+        finally:
+            proxy.stop()
         log.append(result)
         verdict = "held" if result.held else "lost"
         print(
@@ -426,17 +434,20 @@ def main(argv: Sequence[str] | None = None) -> int:
         taken: set[int] = set()
         for name in peers:
             print(f"{name}: searching the highest rate held with < 0.1% failed calls")
-            with uas_pair(workdir, taken, seconds=900) as backends:
+            with uas_pair(workdir, taken, seconds=1800) as backends:
                 try:
-                    proxy = start_proxy(name, workdir, backends, taken)
+                    start_proxy(name, workdir, backends, taken).stop()  # can it run?
                 except PeerMissing as exc:
                     print(f"{name}: skipped: {exc}")
                     continue
                 trials: list[Trial] = []
-                try:
-                    best = best_rate(proxy, workdir, taken, hold, trials)
-                finally:
-                    proxy.stop()
+                best = best_rate(
+                    functools.partial(start_proxy, name, workdir, backends, taken),
+                    workdir,
+                    taken,
+                    hold,
+                    trials,
+                )
             if best is None:
                 print(f"{name}: no rate held, not even {START_RATE}/s")
                 continue
@@ -492,8 +503,7 @@ class SipcoreProxy:
 
     def __init__(self, workdir: Path, backends: Sequence[int], taken: set[int]) -> None:
         self.port = free_udp_port(taken)
-        rundir = workdir / "sipcore"
-        rundir.mkdir()
+        rundir = Path(tempfile.mkdtemp(prefix="sipcore-", dir=workdir))
         destinations = "".join(
             f'\n[[dispatcher.destinations]]\nuri = "sip:{LOOPBACK}:{p}"\n' for p in backends
         )

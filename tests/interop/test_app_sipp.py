@@ -180,3 +180,57 @@ def test_the_call_over_the_per_caller_limit_gets_486_from_the_proxy(
     assert f"Call-ID: {limit + 1}-" in busy[0]  # the last call placed
     assert isinstance(routing, dict) and routing["over_caller_limit"] == 1
     assert left == 0
+
+
+def test_calls_outlive_a_restart_of_sipcore_proxy_under_sipp(
+    start_sipp: StartSipp, udp_port: Callable[[], int], tmp_path: Path
+) -> None:
+    """Three sipp calls are answered, the proxy is stopped (its store
+    flushed) and started again on the same port while the calls are held;
+    the new process loads the three dialogs, routes their BYEs and ends
+    them."""
+    calls = 3
+    uas_port, uac_port, proxy_port = udp_port(), udp_port(), udp_port()
+    uas = start_sipp(scenario=UAS_SCENARIO, local_port=uas_port, calls=calls, timeout=SIPP_TIMEOUT)
+    uris = destinations_toml(f"sip:{LOOPBACK}:{uas_port}")
+    path = write_config(
+        tmp_path,
+        f'[proxy]\nlisten = ["udp:{LOOPBACK}:{proxy_port}"]\nshutdown_grace = 1.0\n'
+        f"[dispatcher]\nalgorithm = {ROUND_ROBIN}\n{uris}"
+        f'[persistence]\npath = "{tmp_path / "dialogs.sqlite"}"\n'
+        f'[management]\nlisten = "{LOOPBACK}:0"\n',
+    )
+
+    async def main() -> tuple[list[SippResult], dict[str, int], dict[str, int]]:
+        loop = asyncio.get_running_loop()
+        first = await started(path, uas_port)
+        try:
+            uac = start_sipp(
+                scenario=UAC_BUSY_SCENARIO,
+                local_port=uac_port,
+                remote=(LOOPBACK, proxy_port),
+                calls=calls,
+                rate=20,
+                timeout=SIPP_TIMEOUT,
+                extra_args=["-d", "4000"],  # held long enough to restart under them
+            )
+            deadline = loop.time() + 10.0
+            while first.tracker.stats_active()["ongoing"] < calls:
+                assert loop.time() < deadline, first.tracker.stats_active()
+                await asyncio.sleep(0.05)
+        finally:
+            await first.shutdown()
+        second = App(load_config(path))
+        await second.start()
+        try:
+            loaded = second.tracker.stats_active()
+            results = await finished(uac, uas)
+            return results, loaded, second.tracker.stats_active()
+        finally:
+            await second.shutdown()
+
+    (uac_result, uas_result), loaded, after = asyncio.run(main())
+    assert loaded["ongoing"] == calls  # the new process knew the calls
+    assert_all_calls_completed(uac_result, calls)  # their BYEs went through it
+    assert_all_calls_completed(uas_result, calls)
+    assert after["ongoing"] == 0  # and it saw them end
