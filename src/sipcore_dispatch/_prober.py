@@ -28,7 +28,7 @@ from sipcore import (
 )
 
 from ._config import ProbingMode
-from ._destination import Destination, DestinationState, UnknownDestination
+from ._destination import Destination, DestinationState, DestinationStatus, UnknownDestination
 from ._dispatcher import Dispatcher
 from .events import DestinationEvent
 
@@ -138,7 +138,7 @@ class Prober:
     def probe_round(self, now: float) -> list[Probe]:
         """Kamailio: ``ds_ping_set()`` over every set: one round, now."""
         return [
-            self._probe(dest, now)
+            self._probe(dest, status, now)
             for dest, status in self.dispatcher.entries()
             if not status.state & _NOT_PINGED and self._wanted(status.state)
         ]
@@ -153,7 +153,7 @@ class Prober:
             return probing
         return probing and bool(state & DestinationState.INACTIVE)
 
-    def _probe(self, dest: Destination, now: float) -> Probe:
+    def _probe(self, dest: Destination, status: DestinationStatus, now: float) -> Probe:
         cfg = self.dispatcher.config
         a = dest.attrs
         request = make_request(
@@ -164,7 +164,7 @@ class Prober:
             via=None,
             cseq=next(self._serial) % 2**31,
         )
-        self.dispatcher.status(dest.setid, dest.uri).ping_started = now
+        status.ping_started = now
         return Probe(
             dest.setid,
             dest.uri,

@@ -22,7 +22,8 @@ class DestinationDown:
     ``$dsv(reason)`` / ``$dsv(flags) & 1`` when a probe caused the change:
     the reply's status and reason phrase, and whether a reply really came
     (a 408 made by the transaction layer on timeout did not). For a change
-    by ``mark`` they are 0, "" and False.
+    by ``mark`` they are the ``code`` and ``reason`` its caller passed
+    (``replied`` when a code was given), else 0, "" and False.
     """
 
     setid: int
