@@ -61,7 +61,7 @@ def test_sipp_calls_through_sipcore_proxy_all_complete_spread_over_two_uases(
     start_sipp: StartSipp, udp_port: Callable[[], int], tmp_path: Path
 ) -> None:
     calls, each = 30, 15
-    first_port, second_port, uac_port = udp_port(), udp_port(), udp_port()
+    first_port, second_port = udp_port(), udp_port()
     first = start_sipp(
         scenario=UAS_SCENARIO, local_port=first_port, calls=each, timeout=SIPP_TIMEOUT
     )
@@ -75,7 +75,7 @@ def test_sipp_calls_through_sipcore_proxy_all_complete_spread_over_two_uases(
         try:
             uac = start_sipp(
                 scenario=UAC_SCENARIO,
-                local_port=uac_port,
+                local_port=udp_port(),  # chosen after the app bound its port-0 sockets
                 remote=app.sip_listen[0].address,
                 calls=calls,
                 rate=15,
@@ -101,7 +101,7 @@ def test_a_uas_answering_503_is_marked_and_its_call_fails_over_to_the_other(
     start_sipp: StartSipp, udp_port: Callable[[], int], tmp_path: Path
 ) -> None:
     calls = 20
-    broken_port, good_port, uac_port = udp_port(), udp_port(), udp_port()
+    broken_port, good_port = udp_port(), udp_port()
     # Marked inactive by its first 503, the broken UAS gets one call only.
     broken = start_sipp(
         scenario=UAS_503_SCENARIO, local_port=broken_port, calls=1, timeout=SIPP_TIMEOUT
@@ -117,7 +117,7 @@ def test_a_uas_answering_503_is_marked_and_its_call_fails_over_to_the_other(
         try:
             uac = start_sipp(
                 scenario=UAC_SCENARIO,
-                local_port=uac_port,
+                local_port=udp_port(),  # chosen after the app bound its port-0 sockets
                 remote=app.sip_listen[0].address,
                 calls=calls,
                 rate=20,
@@ -146,7 +146,7 @@ def test_the_call_over_the_per_caller_limit_gets_486_from_the_proxy(
     start_sipp: StartSipp, udp_port: Callable[[], int], tmp_path: Path
 ) -> None:
     limit = 3
-    uas_port, uac_port = udp_port(), udp_port()
+    uas_port = udp_port()
     uas = start_sipp(scenario=UAS_SCENARIO, local_port=uas_port, calls=limit, timeout=SIPP_TIMEOUT)
     # Every sipp call is From sip:sipp@...: one caller.
     path = proxy_config(tmp_path, uas_port, extra=f"[limits]\nper_caller = {limit}\n")
@@ -157,7 +157,7 @@ def test_the_call_over_the_per_caller_limit_gets_486_from_the_proxy(
         try:
             uac = start_sipp(
                 scenario=UAC_BUSY_SCENARIO,
-                local_port=uac_port,
+                local_port=udp_port(),  # chosen after the app bound its port-0 sockets
                 remote=app.sip_listen[0].address,
                 calls=limit + 1,
                 rate=20,  # all four INVITEs within about 0.2 s ...
@@ -190,7 +190,7 @@ def test_calls_outlive_a_restart_of_sipcore_proxy_under_sipp(
     the new process loads the three dialogs, routes their BYEs and ends
     them."""
     calls = 3
-    uas_port, uac_port, proxy_port = udp_port(), udp_port(), udp_port()
+    uas_port, proxy_port = udp_port(), udp_port()
     uas = start_sipp(scenario=UAS_SCENARIO, local_port=uas_port, calls=calls, timeout=SIPP_TIMEOUT)
     uris = destinations_toml(f"sip:{LOOPBACK}:{uas_port}")
     path = write_config(
@@ -207,7 +207,7 @@ def test_calls_outlive_a_restart_of_sipcore_proxy_under_sipp(
         try:
             uac = start_sipp(
                 scenario=UAC_BUSY_SCENARIO,
-                local_port=uac_port,
+                local_port=udp_port(),  # chosen after the app bound its port-0 sockets
                 remote=(LOOPBACK, proxy_port),
                 calls=calls,
                 rate=20,

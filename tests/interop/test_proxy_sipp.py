@@ -127,7 +127,7 @@ def assert_all_calls_completed(result: SippResult, calls: int) -> None:
 def test_sipp_calls_through_the_record_routing_proxy_all_complete(
     start_sipp: StartSipp, udp_port: Callable[[], int]
 ) -> None:
-    uas_port, uac_port = udp_port(), udp_port()
+    uas_port = udp_port()
     uas = start_sipp(scenario=UAS_SCENARIO, local_port=uas_port, calls=CALLS, timeout=SIPP_TIMEOUT)
     failed_over: list[int] = []
     make = record_routing_proxy(Endpoint(LOOPBACK, uas_port), None, failed_over)
@@ -138,7 +138,7 @@ def test_sipp_calls_through_the_record_routing_proxy_all_complete(
             proxy = server.listen[0]
             uac = start_sipp(
                 scenario=UAC_SCENARIO,
-                local_port=uac_port,
+                local_port=udp_port(),  # chosen after the proxy bound its port-0 socket
                 remote=proxy.address,
                 calls=CALLS,
                 rate=RATE,
@@ -160,7 +160,7 @@ def test_sipp_calls_through_the_record_routing_proxy_all_complete(
 def test_failure_route_fails_over_from_a_503_uas_to_a_second_uas(
     start_sipp: StartSipp, udp_port: Callable[[], int]
 ) -> None:
-    broken_port, good_port, uac_port = udp_port(), udp_port(), udp_port()
+    broken_port, good_port = udp_port(), udp_port()
     broken = start_sipp(
         scenario=UAS_503_SCENARIO,
         local_port=broken_port,
@@ -181,7 +181,7 @@ def test_failure_route_fails_over_from_a_503_uas_to_a_second_uas(
             await bound_by_sipp(good_port)
             uac = start_sipp(
                 scenario=UAC_SCENARIO,
-                local_port=uac_port,
+                local_port=udp_port(),  # chosen after the proxy bound its port-0 socket
                 remote=server.listen[0].address,
                 calls=FAILOVER_CALLS,
                 rate=RATE,
