@@ -14,7 +14,7 @@ import json
 import sys
 from collections.abc import AsyncIterator, Callable, Coroutine
 from pathlib import Path
-from typing import Any, cast
+from typing import Any, Self, cast
 
 import sipcore
 from aio_peers import LOOPBACK, WAIT, UdpPeer, build_request, in_dialog
@@ -196,7 +196,10 @@ class Uas(asyncio.DatagramProtocol):
 
 
 class Caller:
-    """A UAC on its own UDP socket, calling through the proxy at ``proxy``."""
+    """A UAC on its own UDP socket, calling through the proxy at ``proxy``;
+    its INVITEs carry ``body`` as SDP when it is not empty."""
+
+    body: bytes = b""
 
     def __init__(self, peer: UdpPeer, proxy: Endpoint, user: str = "alice") -> None:
         self.peer = peer
@@ -204,7 +207,7 @@ class Caller:
         self.user = user
 
     @classmethod
-    async def open(cls, proxy: Endpoint, user: str = "alice") -> Caller:
+    async def open(cls, proxy: Endpoint, user: str = "alice") -> Self:
         return cls(await UdpPeer.open(), proxy, user)
 
     def invite(
@@ -224,6 +227,8 @@ class Caller:
         request.replace_header("From", f"<sip:{self.user}@{domain}>;tag={call_id}-tag")
         for name, value in headers:
             request.add_header(name, value)
+        if self.body:
+            request.set_body(self.body, "application/sdp")
         self.peer.send(request, self.proxy)
         return request
 

@@ -22,7 +22,7 @@ from typing import Any, cast
 import attrs
 
 import sipcore
-from aio_peers import LOOPBACK, WAIT, UdpPeer, build_request, in_dialog
+from aio_peers import LOOPBACK, WAIT, in_dialog
 from app_helpers import Caller, Uas
 from sipcore import Request, Response
 from sipcore_media import NgDict, decode_message, encode_message
@@ -260,32 +260,6 @@ class MediaCaller(Caller):
     empty for a late offer)."""
 
     body: bytes = CALLER_SDP
-
-    @classmethod
-    async def open(cls, proxy: sipcore.Endpoint, user: str = "alice") -> MediaCaller:
-        return cls(await UdpPeer.open(), proxy, user)
-
-    def invite(
-        self,
-        call_id: str,
-        *,
-        domain: str = "example.com",
-        headers: tuple[tuple[str, str], ...] = (),
-    ) -> Request:
-        request = build_request(
-            "INVITE",
-            "sip:bob@example.com",
-            self.peer.endpoint,
-            call_id=call_id,
-            from_tag=f"{call_id}-tag",
-        )
-        request.replace_header("From", f"<sip:{self.user}@{domain}>;tag={call_id}-tag")
-        for name, value in headers:
-            request.add_header(name, value)
-        if self.body:
-            request.set_body(self.body, "application/sdp")
-        self.peer.send(request, self.proxy)
-        return request
 
     def cancel(self, invite: Request) -> None:
         cancel = sipcore.make_request(
