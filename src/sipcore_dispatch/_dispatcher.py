@@ -20,7 +20,7 @@ from collections.abc import Iterable, Sequence
 
 import attrs
 
-from sipcore import LocalProtocolError, Request, core_hash
+from sipcore import LocalProtocolError, Request
 
 from ._config import DispatcherConfig, DsFlags
 from ._destination import (
@@ -750,12 +750,10 @@ class Dispatcher:
         round_robin = False
         if alg == 0 and request is not None:
             # The most used algorithms, without the general key dispatch.
-            h = core_hash(call_id_key(request)) or 1
+            h = ds_get_hash(call_id_key(request))
         elif (alg == 1 or alg == 2) and request is not None:
             address = request.from_ if alg == 1 else request.to
-            key1, key2 = uri_hash_keys(address.uri_text, user_only=self._user_only)
-            # ds_get_hash(): an absent user hashes as an empty one would.
-            h = core_hash(key1 or b"", key2) or 1
+            h = ds_get_hash(*uri_hash_keys(address.uri_text, user_only=self._user_only))
         elif alg == 13:
             return self._by_latency(entry, n, limit)
         elif alg == 14:

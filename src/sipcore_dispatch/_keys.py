@@ -31,11 +31,8 @@ def ds_get_hash(key1: bytes | None, key2: bytes | None = None) -> int:
     >>> ds_get_hash(b"abc") == 7167810
     True
     """
-    if key1 is None:
-        h = core_hash(key2) if key2 is not None else core_hash(b"")
-    else:
-        h = core_hash(key1, key2)
-    return h or 1
+    # An empty first key adds nothing to core_hash, so an absent one is one.
+    return core_hash(key1 or b"", key2) or 1
 
 
 def _user_phone(params: str) -> bool:
