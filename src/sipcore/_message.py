@@ -20,6 +20,7 @@ from typing import Any, ClassVar, Final, TypeVar, overload
 
 import attrs
 
+from ._accel import speedups
 from ._errors import LocalProtocolError, ParseError
 from ._headers import (
     LIST_HEADERS,
@@ -1063,44 +1064,33 @@ def parse_message(
     if start >= n:
         raise ParseError("empty message", 400)
     msg: Request | Response | None = None
-    end = data.find(b"\r\n\r\n", start)
-    if end >= 0 and end - start <= limits.max_header_length:
-        # Fast path: CRLF line ends, no folding, every header name seen
-        # before, a plain start line and Content-Length. Anything else, and
-        # any doubt, is left to the careful path below.
-        text = data[start:end].decode(ENCODING, ERRORS)
-        lines = text.split("\r\n")
-        nlines = len(lines)
-        # More lines than the header limit: over it, or (folds) not one
-        # header per line; more line feeds than lines: bare LF line ends.
-        # Exactly one CR and one LF per line end: no bare LF (lenient, slow
-        # path) and no bare CR (refused there).
-        crlfs = nlines - 1
-        if nlines <= limits.max_headers and text.count("\n") == crlfs == text.count("\r"):
-            get = _NAME_CACHE.get
-            keys = [get(line.partition(":")[0]) for line in lines]
-            keys[0] = ":start"
-            if None not in keys:
-                msg = _fast_start_line(lines[0], limits)
-        if msg is not None:
-            msg._lines = lines
-            msg._keys = keys  # type: ignore[assignment]
-            msg._eols = None
-            msg._sep = "\r\n\r\n"
-            msg._cache = {}
-            msg._defects = defects
-            body_start = end + 4
-            # Content-Length is most often the last line, and there once.
-            if keys[-1] == "content-length" and keys.count("content-length") == 1:
-                line = lines[-1]
-                value = line[line.find(":") + 1 :].strip(_LWS)
-                length = (
-                    int(value)
-                    if len(value) < 10 and value.isdigit() and value.isascii()
-                    else _content_length(msg)
-                )
-            else:
-                length = _content_length(msg)
+    framed = None
+    if _frame_c is not None:
+        framed = _frame_c(data, start, limits.max_header_length, limits.max_headers, _NAME_CACHE)
+    if framed is None:
+        framed = _frame(data, start, limits.max_header_length, limits.max_headers, _NAME_CACHE)
+    if framed is not None:
+        end, lines, keys = framed
+        msg = _fast_start_line(lines[0], limits)
+    if msg is not None:
+        msg._lines = lines
+        msg._keys = keys
+        msg._eols = None
+        msg._sep = "\r\n\r\n"
+        msg._cache = {}
+        msg._defects = defects
+        body_start = end + 4
+        # Content-Length is most often the last line, and there once.
+        if keys[-1] == "content-length" and keys.count("content-length") == 1:
+            line = lines[-1]
+            value = line[line.find(":") + 1 :].strip(_LWS)
+            length = (
+                int(value)
+                if len(value) < 10 and value.isdigit() and value.isascii()
+                else _content_length(msg)
+            )
+        else:
+            length = _content_length(msg)
     if msg is None:
         msg = _parse_head_slow(data, start, defects, limits)
         body_start = msg._body_start
@@ -1122,6 +1112,35 @@ def parse_message(
     if strict:
         msg.validate()
     return msg
+
+
+def _frame(
+    data: bytes, start: int, max_header_length: int, max_headers: int, names: dict[str, str]
+) -> tuple[int, list[str], list[str]] | None:
+    """The framing fast path: ``(end, lines, keys)`` when the header section
+    ends at the first CRLF CRLF no more than ``max_header_length`` octets
+    after ``start``, every CR and LF in it is one CRLF, it has at most
+    ``max_headers`` lines and each header line's name as written is a key
+    of ``names``; None for anything else, left to the careful path.
+    """
+    end = data.find(b"\r\n\r\n", start)
+    if end < 0 or end - start > max_header_length:
+        return None
+    text = data[start:end].decode(ENCODING, ERRORS)
+    lines = text.split("\r\n")
+    nlines = len(lines)
+    # More lines than the header limit: over it, or (folds) not one header
+    # per line. Exactly one CR and one LF per line end: no bare LF (lenient)
+    # and no bare CR (refused), both the careful path's to handle.
+    crlfs = nlines - 1
+    if nlines > max_headers or not text.count("\n") == crlfs == text.count("\r"):
+        return None
+    get = names.get
+    keys = [get(line.partition(":")[0]) for line in lines]
+    keys[0] = ":start"
+    if None in keys:
+        return None
+    return end, lines, keys  # type: ignore[return-value]
 
 
 def _parse_head_slow(
@@ -1160,3 +1179,13 @@ def build_message(
     msg = parse_head(data, [], _EDIT_LIMITS)
     msg._body = bytes(body)
     return msg
+
+
+# The compiled twins (see _accel), when built: same results, less time. The
+# Python twin keeps this name too (tests compare the two).
+line_value_py = _line_value
+_frame_c = None
+if speedups is not None:
+    speedups.configure(line_value=_line_value)
+    _frame_c = speedups.frame
+    _line_value = speedups.line_value
