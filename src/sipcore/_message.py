@@ -787,6 +787,12 @@ class Request(Message):
                 raise ParseError(f"Request-URI: {exc.reason}", exc.status_hint, self) from None
         return cached
 
+    @property
+    def uri_text(self) -> str:
+        """The Request-URI as written, without parsing it (Kamailio hashes
+        ``$ru`` as text: dispatcher algorithm 3)."""
+        return self._uri_text
+
     @uri.setter
     def uri(self, value: URI | str) -> None:
         """Rewrite the Request-URI (Kamailio: ``$ru = ...``, ``rewriteuri``)."""

@@ -34,7 +34,7 @@ from ._destination import (
 )
 from ._keys import call_id_key, ds_get_hash, request_keys, uri_hash_keys
 from ._loading import make_destination, parse_list, read_sqlite
-from ._selection import Selection
+from ._selection import Selection, single_selection
 from .events import DestinationDown, DestinationEvent, DestinationUp
 
 __all__ = ["ALGORITHMS", "Dispatcher", "array_order"]
@@ -751,9 +751,15 @@ class Dispatcher:
         if alg == 0 and request is not None:
             # The most used algorithms, without the general key dispatch.
             h = ds_get_hash(call_id_key(request))
-        elif (alg == 1 or alg == 2) and request is not None:
-            address = request.from_ if alg == 1 else request.to
-            h = ds_get_hash(*uri_hash_keys(address.uri_text, user_only=self._user_only))
+        elif (alg == 1 or alg == 2 or alg == 3) and request is not None:
+            text = (
+                request.from_.uri_text
+                if alg == 1
+                else request.to.uri_text
+                if alg == 2
+                else request.uri_text
+            )
+            h = ds_get_hash(*uri_hash_keys(text, user_only=self._user_only))
         elif alg == 13:
             return self._by_latency(entry, n, limit)
         elif alg == 14:
@@ -816,7 +822,7 @@ class Dispatcher:
         if round_robin:
             entry.last = (chosen + 1) % nr
         if limit == 1 and alg != 12:
-            return Selection(setid, alg, (entry.array[chosen],))
+            return single_selection(setid, alg, entry.array[chosen])
         if alg == 12:
             # ds_add_branches: a branch for every entry after the chosen one,
             # in array order, whatever its state (Kamailio does not check).
@@ -853,9 +859,21 @@ class Dispatcher:
         # the default if the limit leaves room for it.
         if limit == 1:
             return Selection(entry.setid, alg, (entry.array[chosen],))
-        order = [chosen]
         status = entry.status
         array = entry.array
+        default = len(array) - 1
+        if limit is None and alg != 10:
+            # The whole list, the common call: one pass with no cap to check.
+            picked = [array[chosen]]
+            picked += [
+                array[i]
+                for i in itertools.chain(range(chosen + 1, n), range(0, min(chosen, n)))
+                if not status[i].bits & _SKIP
+            ]
+            if n < len(array) and chosen != default:
+                picked.append(array[default])
+            return Selection(entry.setid, alg, tuple(picked))
+        order = [chosen]
         cap = len(array) if limit is None else limit
         for i in itertools.chain(range(chosen + 1, n), range(0, min(chosen, n))):
             if len(order) >= cap:
@@ -865,7 +883,6 @@ class Dispatcher:
             if alg == 10 and array[i].attrs.maxload and status[i].load >= array[i].attrs.maxload:
                 continue
             order.append(i)
-        default = len(array) - 1
         if n < len(array) and chosen != default and len(order) < cap:
             order.append(default)
         return Selection(entry.setid, alg, tuple(array[i] for i in order))

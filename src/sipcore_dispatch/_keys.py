@@ -145,7 +145,7 @@ def request_keys(
     if alg == 2:
         return uri_hash_keys(request.to.uri_text, user_only=user_only)
     if alg == 3:
-        return uri_hash_keys(str(request.uri), user_only=user_only)
+        return uri_hash_keys(request.uri_text, user_only=user_only)
     if alg == 5:
         return _auth_user(request)
     raise ParseError(f"algorithm {alg} does not hash the request")

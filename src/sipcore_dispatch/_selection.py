@@ -53,3 +53,20 @@ class Selection:
         if self.index + 1 >= len(self.destinations):
             return None
         return attrs.evolve(self, index=self.index + 1)
+
+
+_set_setid, _set_alg, _set_destinations, _set_index = (
+    Selection.__dict__[name].__set__ for name in ("setid", "alg", "destinations", "index")
+)
+
+
+def single_selection(setid: int, alg: int, destination: Destination) -> Selection:
+    """``Selection(setid, alg, (destination,))`` for the hot path of a
+    one-destination selection: the slots set directly, without attrs'
+    ``__init__`` (which costs as much again)."""
+    selection: Selection = object.__new__(Selection)
+    _set_setid(selection, setid)
+    _set_alg(selection, alg)
+    _set_destinations(selection, (destination,))
+    _set_index(selection, 0)
+    return selection
