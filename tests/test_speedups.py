@@ -37,7 +37,7 @@ MANY = settings(max_examples=1500, deadline=None, suppress_health_check=[HealthC
 # Characters that matter to the grammars, a few that end them, and a few
 # outside ASCII (which the C code always hands to the Python code).
 GRAMMAR = (
-    "SIP/2.0UDPTCPsipsbranchtagz9hG4bK:;=@?<>\"\\%&,. \t\r\n\x00\x0b\x1c\x1f"
+    'SIP/2.0UDPTCPsipsbranchtagz9hG4bK:;=@?<>"\\%&,. \t\r\n\x00\x0b\x1c\x1f'
     "-_!~*+`'0123456789aAzZ[]é\u00a0\u3000"
 )
 
@@ -49,7 +49,7 @@ VIAS = [
     "SIP/2.0/UDP host:65536;branch=x",
     "SIP/2.0/UDP host:123456",
     "SIP / 2.0 / UDP host",
-    "SIP/2.0/UDP host;branch=\"q\"",
+    'SIP/2.0/UDP host;branch="q"',
 ]
 ADDRESSES = [
     '"Alice" <sip:alice@atlanta.example.com>;tag=9fxced76sl',
@@ -330,7 +330,7 @@ def test_a_message_parses_to_the_same_fields_with_either_framing(data: bytes) ->
     # of the same parse with the compiled framing switched off.
     def parse(frame_c: object) -> tuple[str, Any]:
         saved = _message._frame_c
-        _message._frame_c = frame_c  # type: ignore[assignment]
+        _message._frame_c = frame_c
         try:
             return outcome(lambda d: _summary(sipcore.parse_message(d)), data)
         finally:
@@ -344,7 +344,11 @@ def _summary(msg: sipcore.Request | sipcore.Response) -> tuple[object, ...]:
 
 
 @MANY
-@given(st.binary(max_size=70), st.none() | st.binary(max_size=70), st.sampled_from([0, 1, 16, 4096]))
+@given(
+    st.binary(max_size=70),
+    st.none() | st.binary(max_size=70),
+    st.sampled_from([0, 1, 16, 4096]),
+)
 @example(b"abc", None, 0)
 @example(b"\x80\xff\x7f", b"\xfe", 4096)
 def test_core_hash_is_the_python_twins_hash(key1: bytes, key2: bytes | None, size: int) -> None:
@@ -363,7 +367,7 @@ def test_the_twins_run_alone_when_asked() -> None:
     code = (
         "import sipcore, sipcore._accel as a, sipcore._headers as h;"
         "assert a.speedups is None; assert h.parse_via is h.parse_via_py;"
-        "m = sipcore.parse_message(%r); print(m.via[0].branch)" % MESSAGES[0]
+        f"m = sipcore.parse_message({MESSAGES[0]!r}); print(m.via[0].branch)"
     )
     env = dict(os.environ, SIPCORE_PURE_PYTHON="1")
     out = subprocess.run(

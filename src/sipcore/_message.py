@@ -787,12 +787,6 @@ class Request(Message):
                 raise ParseError(f"Request-URI: {exc.reason}", exc.status_hint, self) from None
         return cached
 
-    @property
-    def uri_text(self) -> str:
-        """The Request-URI as written, without parsing it (Kamailio hashes
-        ``$ru`` as text: dispatcher algorithm 3)."""
-        return self._uri_text
-
     @uri.setter
     def uri(self, value: URI | str) -> None:
         """Rewrite the Request-URI (Kamailio: ``$ru = ...``, ``rewriteuri``)."""
@@ -802,6 +796,12 @@ class Request(Message):
         self._lines[0] = self._canonical_start()
         self._cache[":uri"] = parsed
         self._raw = None
+
+    @property
+    def uri_text(self) -> str:
+        """The Request-URI as written, without parsing it (Kamailio hashes
+        ``$ru`` as text: dispatcher algorithm 3)."""
+        return self._uri_text
 
     def _canonical_start(self) -> str:
         return f"{self.method} {self._uri_text} {SIP_VERSION}"
