@@ -153,6 +153,8 @@ def test_the_public_names_are_the_compiled_twins() -> None:
     assert sipcore.parse_uri is speedups.parse_uri
     assert _message._line_value is speedups.line_value
     assert _hashing.core_hash is speedups.core_hash
+    assert _message._list_values is speedups.list_values
+    assert _message._parse_head_c is speedups.parse_head
 
 
 @MANY
@@ -326,17 +328,97 @@ def test_framing_frames_as_the_python_twin_frames(
 @MANY
 @given(frames())
 def test_a_message_parses_to_the_same_fields_with_either_framing(data: bytes) -> None:
-    # The whole of parse_message with the compiled framing against a copy
-    # of the same parse with the compiled framing switched off.
-    def parse(frame_c: object) -> tuple[str, Any]:
-        saved = _message._frame_c
-        _message._frame_c = frame_c
+    # The whole of parse_message with the compiled fast path against the
+    # same parse with the compiled framing and header section switched off.
+    def parse(compiled: bool) -> tuple[str, Any]:
+        saved = _message._frame_c, _message._parse_head_c
+        if not compiled:
+            _message._frame_c = _message._parse_head_c = None
         try:
             return outcome(lambda d: _summary(sipcore.parse_message(d)), data)
         finally:
-            _message._frame_c = saved
+            _message._frame_c, _message._parse_head_c = saved
 
-    assert parse(_message._frame_c) == parse(None)
+    assert parse(True) == parse(False)
+
+
+@MANY
+@given(frames(), st.integers(0, 2), st.sampled_from([4096, 5]), st.booleans())
+@example(b"SIP/2.0 99 x\r\n\r\n", 0, 4096, False)
+@example(b"SIP/2.0 200\r\n\r\n", 0, 4096, False)
+@example(b"INVITE sip:x SIP/2.0 \r\n\r\n", 0, 4096, False)
+@example(b"INVITE <sip:x> SIP/2.0\r\n\r\n", 0, 4096, False)
+@example(b"FOO sip:x SIP/2.0\r\n\r\n", 0, 4096, False)
+@example(b"ACK sip:x SIP/2.0\r\nContent-Length: 12\r\n\r\n", 0, 4096, True)
+@example(b"ACK sip:x SIP/2.0\r\nl: 1234567890\r\n\r\n", 0, 4096, True)
+@example(b"ACK sip:x SIP/2.0\r\nl: 1\r\nl: 1\r\n\r\n", 0, 4096, True)
+def test_the_header_section_parses_as_in_the_python_twin(
+    data: bytes, start: int, max_uri: int, strict: bool
+) -> None:
+    assert speedups is not None
+    limits = _message.Limits(max_uri_length=max_uri)
+    names = dict(_message._NAME_CACHE)
+    names.update({"Content-Length": "content-length", "l": "content-length", "Via": "via"})
+    saved = _message._NAME_CACHE.copy()
+    _message._NAME_CACHE.clear()
+    _message._NAME_CACHE.update(names)
+    frame_c = _message._frame_c
+    _message._frame_c = None
+    try:
+        defects: list[sipcore.Defect] | None = None if strict else []
+        c_head = speedups.parse_head(
+            data, start, limits.max_header_length, limits.max_headers, max_uri, names, defects
+        )
+        py_head = _message._parse_head_fast(data, start, limits, defects)
+    finally:
+        _message._frame_c = frame_c
+        _message._NAME_CACHE.clear()
+        _message._NAME_CACHE.update(saved)
+    if c_head is None:
+        assert py_head is None or not data[start:].isascii()
+        return
+    assert py_head is not None
+    c_msg, c_end, c_length = c_head
+    py_msg, py_end, py_length = py_head
+    assert type(c_msg) is type(py_msg)
+    assert (c_end, c_length) == (py_end, py_length)
+    assert c_msg._defects is py_msg._defects
+    for slot in ("_lines", "_keys", "_eols", "_sep", "_cache", "version"):
+        assert getattr(c_msg, slot) == getattr(py_msg, slot), slot
+    if isinstance(c_msg, sipcore.Request):
+        assert isinstance(py_msg, sipcore.Request)
+        assert (c_msg.method, c_msg._uri_text) == (py_msg.method, py_msg._uri_text)
+    else:
+        assert isinstance(py_msg, sipcore.Response)
+        assert (c_msg.status_code, c_msg.reason) == (py_msg.status_code, py_msg.reason)
+
+
+LIST_MESSAGES = [
+    b"OPTIONS sip:x SIP/2.0\r\nVia: SIP/2.0/UDP a;branch=1\r\nRoute: <sip:p1;lr>\r\n"
+    b"Via: SIP/2.0/UDP b, SIP/2.0/UDP c\r\nContact: *\r\nRoute: <sip:p2;lr>,<sip:p3>\r\n"
+    b'Record-Route: <sip:r;lr>\r\nContact: "a,b" <sip:x>\r\n\r\n',
+]
+
+
+@MANY
+@given(
+    frames() | mutated([m.decode() for m in LIST_MESSAGES]).map(str.encode),
+    st.sampled_from(["via", "contact", "route", "record-route", "absent"]),
+)
+def test_list_headers_split_as_in_the_python_twin(data: bytes, key: str) -> None:
+    assert speedups is not None
+    try:
+        msg = sipcore.parse_message(data)
+    except sipcore.ParseError:
+        return
+
+    def values(func: Callable[..., Any]) -> tuple[str, Any]:
+        kind, got = outcome(func, msg, key, str.upper)
+        if kind == "error":
+            return kind, got
+        return kind, (type(got), got._key, got._texts, got._from_lines, got._items, got._parse)
+
+    assert values(speedups.list_values) == values(_message.list_values_py)
 
 
 def _summary(msg: sipcore.Request | sipcore.Response) -> tuple[object, ...]:

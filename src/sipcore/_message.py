@@ -379,33 +379,6 @@ class Message:
     def start_line(self) -> str:
         return self._lines[0]
 
-    def _list(self, key: str, parse: Callable[[str], _T]) -> LazyValues[_T]:
-        """The values of list header ``key``, each parsed when first read.
-
-        Lines without a comma hold one value each: their values are cut out
-        only when read. Any comma sends the lines through split_list, so a
-        malformed list raises here, as it always did.
-        """
-        keys = self._keys
-        lines = self._lines
-        count = keys.count(key)
-        if count == 1:
-            line = lines[keys.index(key)]
-            if "," not in line:  # a header name never holds a comma
-                return _lazy_values(key, [line], parse, True)
-        elif count:
-            i = keys.index(key)
-            picked = [lines[i]]
-            for _ in range(count - 1):
-                i = keys.index(key, i + 1)
-                picked.append(lines[i])
-            for line in picked:
-                if "," in line:
-                    break
-            else:
-                return _lazy_values(key, picked, parse, True)
-        return _lazy_values(key, self._values_of(key), parse, False)
-
     def _address_parser(self, key: str) -> Callable[[str], Address]:
         defects = self._defects
         return lambda value: parse_address(value, defects, key)
@@ -413,7 +386,7 @@ class Message:
     def _addresses(self, key: str) -> LazyValues[Address]:
         cached = self._cache.get(key)
         if cached is None:
-            cached = self._cache[key] = self._list(key, self._address_parser(key))
+            cached = self._cache[key] = _list_values(self, key, self._address_parser(key))
         return cached
 
     def _address(self, key: str) -> Address:
@@ -476,7 +449,7 @@ class Message:
         """
         cached = self._cache.get("via")
         if cached is None:
-            cached = self._cache["via"] = self._list("via", parse_via)
+            cached = self._cache["via"] = _list_values(self, "via", parse_via)
         return cached
 
     @property
@@ -489,17 +462,9 @@ class Message:
         """Every Contact value; empty for ``Contact: *`` (see contact_is_star)."""
         cached = self._cache.get("contact")
         if cached is None:
-            keys = self._keys
-            if keys.count("contact") == 1:
-                value = _line_value(self._lines[keys.index("contact")])
-                if value == "*":
-                    return ()
-                if "," not in value:
-                    cached = self._cache["contact"] = _lazy_values(
-                        "contact", [value], self._address_parser("contact"), False
-                    )
-                    return cached
             cached = self._addresses("contact")
+        if len(cached._texts) == 1 and "*" in cached._texts[0] and self.contact_is_star:
+            return ()
         return cached
 
     @property
@@ -840,6 +805,34 @@ class Response(Message):
         return f"<Response {self.status_code} {self.reason}>"
 
 
+def _list_values(msg: Message, key: str, parse: Callable[[str], _T]) -> LazyValues[_T]:
+    """The values of list header ``key``, each parsed when first read.
+
+    Lines without a comma hold one value each: their values are cut out
+    only when read. Any comma sends the lines through split_list, so a
+    malformed list raises here, as it always did.
+    """
+    keys = msg._keys
+    lines = msg._lines
+    count = keys.count(key)
+    if count == 1:
+        line = lines[keys.index(key)]
+        if "," not in line:  # a header name never holds a comma
+            return _lazy_values(key, [line], parse, True)
+    elif count:
+        i = keys.index(key)
+        picked = [lines[i]]
+        for _ in range(count - 1):
+            i = keys.index(key, i + 1)
+            picked.append(lines[i])
+        for line in picked:
+            if "," in line:
+                break
+        else:
+            return _lazy_values(key, picked, parse, True)
+    return _lazy_values(key, msg._values_of(key), parse, False)
+
+
 def _request_line(line: str, defects: list[Defect] | None, limits: Limits) -> tuple[str, str, str]:
     parts = line.split(" ")
     if len(parts) == 3 and parts[0] and parts[1] and parts[2]:
@@ -1069,34 +1062,24 @@ def parse_message(
         start += 2
     if start >= n:
         raise ParseError("empty message", 400)
+    head = None
+    if _parse_head_c is not None:
+        head = _parse_head_c(
+            data,
+            start,
+            limits.max_header_length,
+            limits.max_headers,
+            limits.max_uri_length,
+            _NAME_CACHE,
+            defects,
+        )
+    if head is None:
+        head = _parse_head_fast(data, start, limits, defects)
     msg: Request | Response | None = None
-    framed = None
-    if _frame_c is not None:
-        framed = _frame_c(data, start, limits.max_header_length, limits.max_headers, _NAME_CACHE)
-    if framed is None:
-        framed = _frame(data, start, limits.max_header_length, limits.max_headers, _NAME_CACHE)
-    if framed is not None:
-        end, lines, keys = framed
-        msg = _fast_start_line(lines[0], limits)
-    if msg is not None:
-        msg._lines = lines
-        msg._keys = keys
-        msg._eols = None
-        msg._sep = "\r\n\r\n"
-        msg._cache = {}
-        msg._defects = defects
+    if head is not None:
+        msg, end, length_or_unknown = head
         body_start = end + 4
-        # Content-Length is most often the last line, and there once.
-        if keys[-1] == "content-length" and keys.count("content-length") == 1:
-            line = lines[-1]
-            value = line[line.find(":") + 1 :].strip(_LWS)
-            length = (
-                int(value)
-                if len(value) < 10 and value.isdigit() and value.isascii()
-                else _content_length(msg)
-            )
-        else:
-            length = _content_length(msg)
+        length = _content_length(msg) if length_or_unknown < 0 else length_or_unknown
     if msg is None:
         msg = _parse_head_slow(data, start, defects, limits)
         body_start = msg._body_start
@@ -1118,6 +1101,42 @@ def parse_message(
     if strict:
         msg.validate()
     return msg
+
+
+def _parse_head_fast(
+    data: bytes, start: int, limits: Limits, defects: list[Defect] | None
+) -> tuple[Request | Response, int, int] | None:
+    """The fast path of parse_message: ``(msg, end, length)`` for a header
+    section :func:`_frame` frames with a plain SIP/2.0 start line, the
+    message's header slots set (no body yet); ``length`` is the
+    Content-Length when it is the last line, there once, of 1 to 9 digits,
+    -1 when :func:`_content_length` must read it. None: the careful path.
+    """
+    framed = None
+    if _frame_c is not None:
+        framed = _frame_c(data, start, limits.max_header_length, limits.max_headers, _NAME_CACHE)
+    if framed is None:
+        framed = _frame(data, start, limits.max_header_length, limits.max_headers, _NAME_CACHE)
+    if framed is None:
+        return None
+    end, lines, keys = framed
+    msg = _fast_start_line(lines[0], limits)
+    if msg is None:
+        return None
+    msg._lines = lines
+    msg._keys = keys
+    msg._eols = None
+    msg._sep = "\r\n\r\n"
+    msg._cache = {}
+    msg._defects = defects
+    length = -1
+    # Content-Length is most often the last line, and there once.
+    if keys[-1] == "content-length" and keys.count("content-length") == 1:
+        line = lines[-1]
+        value = line[line.find(":") + 1 :].strip(_LWS)
+        if len(value) < 10 and value.isdigit() and value.isascii():
+            length = int(value)
+    return msg, end, length
 
 
 def _frame(
@@ -1188,10 +1207,22 @@ def build_message(
 
 
 # The compiled twins (see _accel), when built: same results, less time. The
-# Python twin keeps this name too (tests compare the two).
+# Python twins keep these names too (tests compare the two).
 line_value_py = _line_value
+list_values_py = _list_values
 _frame_c = None
+_parse_head_c = None
 if speedups is not None:
-    speedups.configure(line_value=_line_value)
+    speedups.configure(
+        line_value=_line_value,
+        Request=Request,
+        Response=Response,
+        LazyValues=LazyValues,
+        UNPARSED=_UNPARSED,
+        METHODS=_METHODS,
+        list=_list_values,
+    )
     _frame_c = speedups.frame
+    _parse_head_c = speedups.parse_head
     _line_value = speedups.line_value
+    _list_values = speedups.list_values

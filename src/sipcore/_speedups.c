@@ -27,10 +27,16 @@ static PyObject *sip_host, *sip_user, *sip_password, *sip_port, *sip_params,
     *sip_headers, *sip_scheme, *sip_text;
 static PyObject *params_text_slot;
 static PyObject *cseq_number, *cseq_method;
+static PyTypeObject *request_type, *response_type, *lazy_type;
+static PyObject *m_lines, *m_keys, *m_eols, *m_sep, *m_cache, *m_defects;
+static PyObject *rq_method, *rq_uri_text, *rq_version, *rs_status, *rs_reason, *rs_version;
+static PyObject *lv_key, *lv_texts, *lv_parse, *lv_from_lines, *lv_items, *unparsed;
+static PyObject *methods_set, *list_fallback;
 static PyObject *via_fallback, *address_fallback, *uri_fallback, *cseq_fallback,
     *line_value_fallback;
 
 /* Interned constants. */
+static PyObject *str_crlf2, *str_content_length;
 static PyObject *str_sip20, *str_sip, *str_sips, *str_start, *str_text, *str_get,
     *empty_tuple;
 
@@ -533,6 +539,87 @@ sp_get_param(PyObject *self, PyObject *const *args, Py_ssize_t nargs)
 
 /* -- framing -------------------------------------------------------------------------------- */
 
+/* The framing fast path on data[start:]: 1 with *end, *lines and *keys set
+ * (new references) and *cl_count the number of Content-Length lines; 0
+ * when the Python code must decide; -1 on an error. See sp_frame. */
+static int
+frame_lines(PyObject *data, Py_ssize_t start, Py_ssize_t max_len, Py_ssize_t max_headers,
+            PyObject *names, Py_ssize_t *end_out, PyObject **lines_out, PyObject **keys_out,
+            Py_ssize_t *cl_count)
+{
+    const char *s = PyBytes_AS_STRING(data);
+    Py_ssize_t n = PyBytes_GET_SIZE(data);
+    if (start < 0 || start > n)
+        return 0;
+    /* Find the first CRLF CRLF and check every octet before it. */
+    Py_ssize_t nlines = 1, end = -1;
+    Py_ssize_t limit = (max_len < n - start) ? start + max_len : n;
+    for (Py_ssize_t i = start; i < n; i++) {
+        unsigned char c = (unsigned char)s[i];
+        if (c == '\r') {
+            if (i + 1 >= n || s[i + 1] != '\n')
+                return 0;
+            if (i + 3 < n && s[i + 2] == '\r' && s[i + 3] == '\n') {
+                end = i;
+                break;
+            }
+            nlines++;
+            i++; /* past the LF */
+        }
+        else if (c == '\n' || c >= 0x80)
+            return 0;
+        if (i >= limit)
+            return 0; /* longer than max_header_length before its end */
+    }
+    if (end < 0 || end - start > max_len || nlines > max_headers)
+        return 0;
+    PyObject *lines = PyList_New(nlines);
+    PyObject *keys = PyList_New(nlines);
+    if (lines == NULL || keys == NULL)
+        goto error;
+    Py_ssize_t pos = start, cl = 0;
+    for (Py_ssize_t k = 0; k < nlines; k++) {
+        const char *crlf = (k + 1 < nlines) ? memchr(s + pos, '\r', (size_t)(end - pos)) : NULL;
+        Py_ssize_t stop = crlf ? (Py_ssize_t)(crlf - s) : end;
+        PyObject *line = ascii_slice(s, pos, stop);
+        if (line == NULL)
+            goto error;
+        PyList_SET_ITEM(lines, k, line);
+        PyObject *key;
+        if (k == 0)
+            key = str_start;
+        else {
+            const char *colon = memchr(s + pos, ':', (size_t)(stop - pos));
+            Py_ssize_t name_end = colon ? (Py_ssize_t)(colon - s) : stop;
+            PyObject *name = ascii_slice(s, pos, name_end);
+            if (name == NULL)
+                goto error;
+            key = PyDict_GetItemWithError(names, name);
+            Py_DECREF(name);
+            if (key == NULL) {
+                Py_DECREF(lines);
+                Py_DECREF(keys);
+                return PyErr_Occurred() ? -1 : 0;
+            }
+            if (key == str_content_length
+                || (PyUnicode_Check(key) && PyUnicode_Compare(key, str_content_length) == 0))
+                cl++;
+        }
+        Py_INCREF(key);
+        PyList_SET_ITEM(keys, k, key);
+        pos = stop + 2;
+    }
+    *end_out = end;
+    *lines_out = lines;
+    *keys_out = keys;
+    *cl_count = cl;
+    return 1;
+error:
+    Py_XDECREF(lines);
+    Py_XDECREF(keys);
+    return -1;
+}
+
 static PyObject *
 sp_frame(PyObject *self, PyObject *const *args, Py_ssize_t nargs)
 {
@@ -556,79 +643,268 @@ sp_frame(PyObject *self, PyObject *const *args, Py_ssize_t nargs)
     Py_ssize_t max_headers = PyLong_AsSsize_t(args[3]);
     if (PyErr_Occurred())
         return NULL;
-    PyObject *names = args[4];
-    const char *s = PyBytes_AS_STRING(args[0]);
-    Py_ssize_t n = PyBytes_GET_SIZE(args[0]);
-    if (start < 0 || start > n)
+    Py_ssize_t end, cl;
+    PyObject *lines, *keys;
+    int rc = frame_lines(args[0], start, max_len, max_headers, args[4], &end, &lines, &keys, &cl);
+    if (rc <= 0) {
+        if (rc < 0)
+            return NULL;
         Py_RETURN_NONE;
-    /* Find the first CRLF CRLF and check every octet before it. */
-    Py_ssize_t nlines = 1, end = -1;
-    Py_ssize_t limit = (max_len < n - start) ? start + max_len : n;
-    for (Py_ssize_t i = start; i < n; i++) {
-        unsigned char c = (unsigned char)s[i];
-        if (c == '\r') {
-            if (i + 1 >= n || s[i + 1] != '\n')
-                Py_RETURN_NONE;
-            if (i + 3 < n && s[i + 2] == '\r' && s[i + 3] == '\n') {
-                end = i;
-                break;
-            }
-            nlines++;
-            i++; /* past the LF */
-        }
-        else if (c == '\n' || c >= 0x80)
-            Py_RETURN_NONE;
-        if (i >= limit)
-            Py_RETURN_NONE; /* longer than max_header_length before its end */
-    }
-    if (end < 0 || end - start > max_len || nlines > max_headers)
-        Py_RETURN_NONE;
-    PyObject *lines = PyList_New(nlines);
-    PyObject *keys = PyList_New(nlines);
-    if (lines == NULL || keys == NULL)
-        goto error;
-    Py_ssize_t pos = start;
-    for (Py_ssize_t k = 0; k < nlines; k++) {
-        const char *crlf = (k + 1 < nlines) ? memchr(s + pos, '\r', (size_t)(end - pos)) : NULL;
-        Py_ssize_t stop = crlf ? (Py_ssize_t)(crlf - s) : end;
-        PyObject *line = ascii_slice(s, pos, stop);
-        if (line == NULL)
-            goto error;
-        PyList_SET_ITEM(lines, k, line);
-        PyObject *key;
-        if (k == 0)
-            key = str_start;
-        else {
-            const char *colon = memchr(s + pos, ':', (size_t)(stop - pos));
-            Py_ssize_t name_end = colon ? (Py_ssize_t)(colon - s) : stop;
-            PyObject *name = ascii_slice(s, pos, name_end);
-            if (name == NULL)
-                goto error;
-            key = PyDict_GetItemWithError(names, name);
-            Py_DECREF(name);
-            if (key == NULL) {
-                Py_DECREF(lines);
-                Py_DECREF(keys);
-                if (PyErr_Occurred())
-                    return NULL;
-                Py_RETURN_NONE;
-            }
-        }
-        Py_INCREF(key);
-        PyList_SET_ITEM(keys, k, key);
-        pos = stop + 2;
     }
     PyObject *end_obj = PyLong_FromSsize_t(end);
-    if (end_obj == NULL)
-        goto error;
-    PyObject *out = PyTuple_Pack(3, end_obj, lines, keys);
-    Py_DECREF(end_obj);
+    PyObject *out = end_obj ? PyTuple_Pack(3, end_obj, lines, keys) : NULL;
+    Py_XDECREF(end_obj);
     Py_DECREF(lines);
     Py_DECREF(keys);
     return out;
+}
+
+/* The message object for a plain SIP/2.0 start line s[0:n] (ASCII), with
+ * its start-line slots set; NULL with no error set when unsure (the
+ * Python code's _fast_start_line answers None there). */
+static PyObject *
+start_line(const char *s, Py_ssize_t n, Py_ssize_t max_uri_length)
+{
+    if (n >= 8 && memcmp(s, "SIP/2.0 ", 8) == 0) {
+        /* code, _, reason = first[8:].partition(" ") */
+        const char *sp = memchr(s + 8, ' ', (size_t)(n - 8));
+        Py_ssize_t code_end = sp ? (Py_ssize_t)(sp - s) : n;
+        if (code_end - 8 != 3 || !IS(s[8], C_DIGIT) || !IS(s[9], C_DIGIT)
+            || !IS(s[10], C_DIGIT) || s[8] < '1' || s[8] > '6')
+            return NULL;
+        long code = (s[8] - '0') * 100 + (s[9] - '0') * 10 + (s[10] - '0');
+        PyObject *msg = new_instance(response_type);
+        if (msg == NULL)
+            return NULL;
+        if (set_slot_steal(rs_status, msg, PyLong_FromLong(code)) < 0
+            || set_slot_steal(rs_reason, msg,
+                              sp ? ascii_slice(s, code_end + 1, n) : ascii_slice(s, n, n)) < 0
+            || set_slot(rs_version, msg, str_sip20) < 0) {
+            Py_DECREF(msg);
+            return NULL;
+        }
+        return msg;
+    }
+    /* method, _, rest = first.partition(" "); uri, _, version = rest.partition(" ") */
+    const char *sp1 = memchr(s, ' ', (size_t)n);
+    if (sp1 == NULL)
+        return NULL;
+    Py_ssize_t m_end = sp1 - s;
+    const char *sp2 = memchr(sp1 + 1, ' ', (size_t)(n - m_end - 1));
+    if (sp2 == NULL)
+        return NULL;
+    Py_ssize_t u0 = m_end + 1, u1 = sp2 - s;
+    /* The version being exactly SIP/2.0 means there were exactly two spaces. */
+    if (n - (u1 + 1) != 7 || memcmp(s + u1 + 1, "SIP/2.0", 7) != 0)
+        return NULL;
+    if (u1 == u0 || s[u0] == '<' || u1 - u0 > max_uri_length)
+        return NULL;
+    PyObject *method = ascii_slice(s, 0, m_end);
+    if (method == NULL)
+        return NULL;
+    int known = PySet_Contains(methods_set, method);
+    if (known <= 0) {
+        Py_DECREF(method);
+        return NULL; /* an error (known < 0) stays set */
+    }
+    PyObject *msg = new_instance(request_type);
+    if (msg == NULL) {
+        Py_DECREF(method);
+        return NULL;
+    }
+    if (set_slot_steal(rq_method, msg, method) < 0
+        || set_slot_steal(rq_uri_text, msg, ascii_slice(s, u0, u1)) < 0
+        || set_slot(rq_version, msg, str_sip20) < 0) {
+        Py_DECREF(msg);
+        return NULL;
+    }
+    return msg;
+}
+
+static PyObject *
+sp_parse_head(PyObject *self, PyObject *const *args, Py_ssize_t nargs)
+{
+    /* parse_head(data, start, max_header_length, max_headers, max_uri_length,
+     *            names, defects) -> (msg, end, length) | None
+     *
+     * _parse_head_fast: framing as frame() does it, a plain SIP/2.0 start
+     * line, and the message object with its header slots set (no body yet).
+     * length is the Content-Length when it is the last line, there once,
+     * of 1 to 9 digits; -1 leaves it to the Python code. */
+    if (!ready(request_type && response_type && methods_set))
+        return NULL;
+    if (nargs != 7 || !PyBytes_Check(args[0]) || !PyDict_Check(args[5])) {
+        PyErr_SetString(PyExc_TypeError, "parse_head(data: bytes, start, max_header_length, "
+                                         "max_headers, max_uri_length, names: dict, defects)");
+        return NULL;
+    }
+    Py_ssize_t start = PyLong_AsSsize_t(args[1]);
+    Py_ssize_t max_len = PyLong_AsSsize_t(args[2]);
+    Py_ssize_t max_headers = PyLong_AsSsize_t(args[3]);
+    Py_ssize_t max_uri = PyLong_AsSsize_t(args[4]);
+    if (PyErr_Occurred())
+        return NULL;
+    Py_ssize_t end, cl;
+    PyObject *lines, *keys;
+    int rc = frame_lines(args[0], start, max_len, max_headers, args[5], &end, &lines, &keys, &cl);
+    if (rc <= 0) {
+        if (rc < 0)
+            return NULL;
+        Py_RETURN_NONE;
+    }
+    const char *s = PyBytes_AS_STRING(args[0]);
+    PyObject *first = PyList_GET_ITEM(lines, 0);
+    Py_ssize_t first_len = PyUnicode_GET_LENGTH(first);
+    PyObject *msg = start_line(s + start, first_len, max_uri);
+    if (msg == NULL) {
+        Py_DECREF(lines);
+        Py_DECREF(keys);
+        if (PyErr_Occurred())
+            return NULL;
+        Py_RETURN_NONE;
+    }
+    PyObject *cache = PyDict_New();
+    if (cache == NULL || set_slot(m_lines, msg, lines) < 0 || set_slot(m_keys, msg, keys) < 0
+        || set_slot(m_eols, msg, Py_None) < 0 || set_slot(m_sep, msg, str_crlf2) < 0
+        || set_slot(m_cache, msg, cache) < 0 || set_slot(m_defects, msg, args[6]) < 0) {
+        Py_XDECREF(cache);
+        Py_DECREF(lines);
+        Py_DECREF(keys);
+        Py_DECREF(msg);
+        return NULL;
+    }
+    Py_DECREF(cache);
+    long length = -1;
+    Py_ssize_t nkeys = PyList_GET_SIZE(keys);
+    PyObject *last_key = PyList_GET_ITEM(keys, nkeys - 1);
+    if (cl == 1 && nkeys > 1
+        && (last_key == str_content_length
+            || (PyUnicode_Check(last_key) && PyUnicode_Compare(last_key, str_content_length) == 0))) {
+        /* line[line.find(":") + 1:].strip(" \t\r\n"): 1 to 9 ASCII digits */
+        PyObject *last = PyList_GET_ITEM(lines, nkeys - 1);
+        const char *l = (const char *)PyUnicode_DATA(last);
+        Py_ssize_t ln = PyUnicode_GET_LENGTH(last);
+        const char *colon = memchr(l, ':', (size_t)ln);
+        Py_ssize_t i = colon ? (colon - l) + 1 : 0, j = ln;
+        while (i < j && (l[i] == ' ' || l[i] == '\t'))
+            i++;
+        while (j > i && (l[j - 1] == ' ' || l[j - 1] == '\t'))
+            j--;
+        if (j - i >= 1 && j - i <= 9 && run(l, i, j, C_DIGIT) == j) {
+            length = 0;
+            for (; i < j; i++)
+                length = length * 10 + (l[i] - '0');
+        }
+    }
+    Py_DECREF(lines);
+    Py_DECREF(keys);
+    PyObject *end_obj = PyLong_FromSsize_t(end);
+    PyObject *len_obj = PyLong_FromLong(length);
+    PyObject *out = (end_obj && len_obj) ? PyTuple_Pack(3, msg, end_obj, len_obj) : NULL;
+    Py_XDECREF(end_obj);
+    Py_XDECREF(len_obj);
+    Py_DECREF(msg);
+    return out;
+}
+
+/* -- list headers ---------------------------------------------------------------------------- */
+
+static PyObject *
+get_slot(PyObject *descr, PyObject *obj)
+{
+    return Py_TYPE(descr)->tp_descr_get(descr, obj, (PyObject *)Py_TYPE(obj));
+}
+
+static PyObject *
+lazy_values(PyObject *key, PyObject *texts, PyObject *parse, int from_lines)
+{
+    /* _lazy_values(key, texts, parse, from_lines); consumes texts. */
+    if (texts == NULL)
+        return NULL;
+    PyObject *values = new_instance(lazy_type);
+    Py_ssize_t n = PyList_GET_SIZE(texts);
+    PyObject *items = PyList_New(n);
+    if (values == NULL || items == NULL) {
+        Py_XDECREF(values);
+        Py_XDECREF(items);
+        Py_DECREF(texts);
+        return NULL;
+    }
+    for (Py_ssize_t i = 0; i < n; i++) {
+        Py_INCREF(unparsed);
+        PyList_SET_ITEM(items, i, unparsed);
+    }
+    int rc = (set_slot(lv_key, values, key) < 0 || set_slot(lv_texts, values, texts) < 0
+              || set_slot(lv_parse, values, parse) < 0
+              || set_slot(lv_from_lines, values, from_lines ? Py_True : Py_False) < 0
+              || set_slot(lv_items, values, items) < 0);
+    Py_DECREF(texts);
+    Py_DECREF(items);
+    if (rc) {
+        Py_DECREF(values);
+        return NULL;
+    }
+    return values;
+}
+
+static PyObject *
+sp_list_values(PyObject *self, PyObject *const *args, Py_ssize_t nargs)
+{
+    /* list_values(msg, key, parse) -> LazyValues: Message._list. The lines
+     * of header key, each holding one value to be cut out when read, when
+     * none of them holds a comma; no lines, no values; any comma, the
+     * Python function (which splits the list where its grammar allows). */
+    if (!ready(lazy_type && unparsed && list_fallback && m_keys))
+        return NULL;
+    if (nargs != 3) {
+        PyErr_SetString(PyExc_TypeError, "list_values(msg, key, parse)");
+        return NULL;
+    }
+    PyObject *msg = args[0], *key = args[1], *parse = args[2];
+    PyObject *keys = get_slot(m_keys, msg);
+    if (keys == NULL)
+        return NULL;
+    PyObject *lines = get_slot(m_lines, msg);
+    if (lines == NULL || !PyList_Check(keys) || !PyList_Check(lines)
+        || PyList_GET_SIZE(keys) != PyList_GET_SIZE(lines)) {
+        Py_DECREF(keys);
+        Py_XDECREF(lines);
+        if (PyErr_Occurred())
+            return NULL;
+        return PyObject_Vectorcall(list_fallback, args, nargs, NULL);
+    }
+    PyObject *picked = PyList_New(0);
+    if (picked == NULL)
+        goto error;
+    for (Py_ssize_t i = 0; i < PyList_GET_SIZE(keys); i++) {
+        int eq = PyObject_RichCompareBool(PyList_GET_ITEM(keys, i), key, Py_EQ);
+        if (eq < 0)
+            goto error;
+        if (!eq)
+            continue;
+        PyObject *line = PyList_GET_ITEM(lines, i);
+        if (!PyUnicode_Check(line))
+            goto fallback;
+        Py_ssize_t comma = PyUnicode_FindChar(line, ',', 0, PyUnicode_GET_LENGTH(line), 1);
+        if (comma == -2)
+            goto error;
+        if (comma >= 0)
+            goto fallback;
+        if (PyList_Append(picked, line) < 0)
+            goto error;
+    }
+    Py_DECREF(keys);
+    Py_DECREF(lines);
+    return lazy_values(key, picked, parse, PyList_GET_SIZE(picked) > 0);
+fallback:
+    Py_DECREF(keys);
+    Py_DECREF(lines);
+    Py_DECREF(picked);
+    return PyObject_Vectorcall(list_fallback, args, nargs, NULL);
 error:
+    Py_DECREF(keys);
     Py_XDECREF(lines);
-    Py_XDECREF(keys);
+    Py_XDECREF(picked);
     return NULL;
 }
 
@@ -789,6 +1065,46 @@ sp_configure(PyObject *self, PyObject *args, PyObject *kwargs)
                 rc = (take_descr(cseq_type, "number", &cseq_number) < 0
                       || take_descr(cseq_type, "method", &cseq_method) < 0) ? -1 : 0;
         }
+        else if (strcmp(k, "Request") == 0) {
+            rc = take_type(value, &request_type);
+            if (rc == 0)
+                rc = (take_descr(request_type, "_lines", &m_lines) < 0
+                      || take_descr(request_type, "_keys", &m_keys) < 0
+                      || take_descr(request_type, "_eols", &m_eols) < 0
+                      || take_descr(request_type, "_sep", &m_sep) < 0
+                      || take_descr(request_type, "_cache", &m_cache) < 0
+                      || take_descr(request_type, "_defects", &m_defects) < 0
+                      || take_descr(request_type, "method", &rq_method) < 0
+                      || take_descr(request_type, "_uri_text", &rq_uri_text) < 0
+                      || take_descr(request_type, "version", &rq_version) < 0) ? -1 : 0;
+        }
+        else if (strcmp(k, "Response") == 0) {
+            rc = take_type(value, &response_type);
+            if (rc == 0)
+                rc = (take_descr(response_type, "status_code", &rs_status) < 0
+                      || take_descr(response_type, "reason", &rs_reason) < 0
+                      || take_descr(response_type, "version", &rs_version) < 0) ? -1 : 0;
+        }
+        else if (strcmp(k, "LazyValues") == 0) {
+            rc = take_type(value, &lazy_type);
+            if (rc == 0)
+                rc = (take_descr(lazy_type, "_key", &lv_key) < 0
+                      || take_descr(lazy_type, "_texts", &lv_texts) < 0
+                      || take_descr(lazy_type, "_parse", &lv_parse) < 0
+                      || take_descr(lazy_type, "_from_lines", &lv_from_lines) < 0
+                      || take_descr(lazy_type, "_items", &lv_items) < 0) ? -1 : 0;
+        }
+        else if (strcmp(k, "UNPARSED") == 0)
+            take(value, &unparsed);
+        else if (strcmp(k, "METHODS") == 0) {
+            if (!PyAnySet_Check(value)) {
+                PyErr_SetString(PyExc_TypeError, "configure: METHODS must be a set");
+                return NULL;
+            }
+            take(value, &methods_set);
+        }
+        else if (strcmp(k, "list") == 0)
+            rc = take_callable(value, &list_fallback);
         else if (strcmp(k, "EMPTY_PARAMS") == 0)
             take(value, &empty_params);
         else if (strcmp(k, "MISSING") == 0)
@@ -825,6 +1141,10 @@ static PyMethodDef methods[] = {
      "Give the builders their classes and fallbacks."},
     {"frame", (PyCFunction)(void (*)(void))sp_frame, METH_FASTCALL,
      "The framing fast path: (end, lines, keys) or None."},
+    {"parse_head", (PyCFunction)(void (*)(void))sp_parse_head, METH_FASTCALL,
+     "The header section's fast path: (msg, end, length) or None."},
+    {"list_values", (PyCFunction)(void (*)(void))sp_list_values, METH_FASTCALL,
+     "list_values(msg, key, parse) -> LazyValues"},
     {"parse_via", sp_parse_via, METH_O, "parse_via(text) -> Via"},
     {"parse_address", (PyCFunction)(void (*)(void))sp_parse_address, METH_FASTCALL,
      "parse_address(text, defects, header=None) -> Address"},
@@ -852,6 +1172,10 @@ PyMODINIT_FUNC
 PyInit__speedups(void)
 {
     init_classes();
+    str_crlf2 = PyUnicode_InternFromString("\r\n\r\n");
+    str_content_length = PyUnicode_InternFromString("content-length");
+    if (!str_crlf2 || !str_content_length)
+        return NULL;
     str_sip20 = PyUnicode_InternFromString("SIP/2.0");
     str_sip = PyUnicode_InternFromString("sip");
     str_sips = PyUnicode_InternFromString("sips");

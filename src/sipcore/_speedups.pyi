@@ -1,13 +1,28 @@
 # Types of the optional compiled module (src/sipcore/_speedups.c).
-from typing import Any
+from collections.abc import Callable
+from typing import Any, TypeVar
 
 from ._headers import Address, CSeq, Defect, Via
+from ._message import LazyValues, Message, Request, Response
 from ._uri import URI, Params
+
+_T = TypeVar("_T")
 
 def configure(**parts: Any) -> None: ...
 def frame(
     data: bytes, start: int, max_header_length: int, max_headers: int, names: dict[str, str], /
 ) -> tuple[int, list[str], list[str]] | None: ...
+def parse_head(
+    data: bytes,
+    start: int,
+    max_header_length: int,
+    max_headers: int,
+    max_uri_length: int,
+    names: dict[str, str],
+    defects: list[Defect] | None,
+    /,
+) -> tuple[Request | Response, int, int] | None: ...
+def list_values(msg: Message, key: str, parse: Callable[[str], _T], /) -> LazyValues[_T]: ...
 def parse_via(text: str, /) -> Via: ...
 def parse_address(
     text: str, defects: list[Defect] | None, header: str | None = None, /
