@@ -86,6 +86,13 @@ def _transaction_args(posargs: list[str]) -> list[str]:
 
 
 @nox.session(python=PYTHON)
+def sanitize(session: nox.Session) -> None:
+    """The compiled twins' tests with sipcore._speedups built under ASan and UBSan."""
+    _install(session)
+    session.run("bash", "scripts/sanitize-speedups.sh", "python", external=True)
+
+
+@nox.session(python=PYTHON)
 def bench(session: nox.Session) -> None:
     """The benchmark suite; prints its figures against sippy measured in the same run.
 
@@ -96,6 +103,14 @@ def bench(session: nox.Session) -> None:
     # sippy is the peer sipcore is measured against, not a dependency.
     session.install("sippy==2.5.0")
     session.run("python", "benchmarks/run.py", *session.posargs)
+    # The same with the pure-Python twins alone (what a machine without a C
+    # compiler gets): for information, so no --check and no --json.
+    session.run(
+        "python",
+        "benchmarks/run.py",
+        *[a for a in session.posargs if a == "--quick"],
+        env={"SIPCORE_PURE_PYTHON": "1"},
+    )
     session.run("python", "benchmarks/transactions.py", *_transaction_args(session.posargs))
     session.run("python", "benchmarks/floor.py")
     # The dialog tracker: 1,000,000 concurrent dialogs (100,000 with --quick).

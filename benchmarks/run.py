@@ -439,7 +439,21 @@ def machine_info() -> dict[str, Any]:
         "cpu": cpu_model(),
         "nproc": len(affinity(0)) if affinity is not None else os.cpu_count(),
         "cpu_count": os.cpu_count(),
+        "speedups": speedups_in_use(),
     }
+
+
+def speedups_in_use() -> str:
+    """Which twin of sipcore's hot paths runs (see sipcore/_accel.py)."""
+    try:
+        from sipcore._accel import speedups
+    except ImportError:  # an older sipcore: pure Python
+        return "pure Python (no sipcore._accel)"
+    if speedups is not None:
+        return "compiled (sipcore._speedups)"
+    if os.environ.get("SIPCORE_PURE_PYTHON"):
+        return "pure Python (SIPCORE_PURE_PYTHON is set)"
+    return "pure Python (sipcore._speedups is not built)"
 
 
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
@@ -487,6 +501,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     print(f"python   : {info['python']}")
     print(f"cpu      : {info['cpu']}")
     print(f"nproc    : {info['nproc']} (os.cpu_count {info['cpu_count']})")
+    print(f"speedups : {info['speedups']}")
     for lib in libs:
         print(f"{lib.name:<9}: {lib.version}")
     for name, reason in unavailable.items():
