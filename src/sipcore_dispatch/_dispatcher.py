@@ -34,7 +34,7 @@ from ._destination import (
 )
 from ._keys import call_id_key, ds_get_hash, request_keys, uri_hash_keys
 from ._loading import make_destination, parse_list, read_sqlite
-from ._selection import Selection, single_selection
+from ._selection import Selection, built_selection
 from .events import DestinationDown, DestinationEvent, DestinationUp
 
 __all__ = ["ALGORITHMS", "Dispatcher", "array_order"]
@@ -822,7 +822,7 @@ class Dispatcher:
         if round_robin:
             entry.last = (chosen + 1) % nr
         if limit == 1 and alg != 12:
-            return single_selection(setid, alg, entry.array[chosen])
+            return built_selection(setid, alg, (entry.array[chosen],))
         if alg == 12:
             # ds_add_branches: a branch for every entry after the chosen one,
             # in array order, whatever its state (Kamailio does not check).
@@ -872,7 +872,7 @@ class Dispatcher:
             ]
             if n < len(array) and chosen != default:
                 picked.append(array[default])
-            return Selection(entry.setid, alg, tuple(picked))
+            return built_selection(entry.setid, alg, tuple(picked))
         order = [chosen]
         cap = len(array) if limit is None else limit
         for i in itertools.chain(range(chosen + 1, n), range(0, min(chosen, n))):

@@ -60,13 +60,13 @@ _set_setid, _set_alg, _set_destinations, _set_index = (
 )
 
 
-def single_selection(setid: int, alg: int, destination: Destination) -> Selection:
-    """``Selection(setid, alg, (destination,))`` for the hot path of a
-    one-destination selection: the slots set directly, without attrs'
-    ``__init__`` (which costs as much again)."""
+def built_selection(setid: int, alg: int, destinations: tuple[Destination, ...]) -> Selection:
+    """``Selection(setid, alg, destinations)`` for the selection hot path:
+    the slots set directly, without attrs' ``__init__`` (which costs as
+    much again)."""
     selection: Selection = object.__new__(Selection)
     _set_setid(selection, setid)
     _set_alg(selection, alg)
-    _set_destinations(selection, (destination,))
+    _set_destinations(selection, destinations)
     _set_index(selection, 0)
     return selection
