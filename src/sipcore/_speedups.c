@@ -133,6 +133,38 @@ port_value(const char *s, Py_ssize_t i, Py_ssize_t j)
     return v <= 65535 ? v : -1;
 }
 
+/* host[:port][;params] from i to exactly n: the tail the Via and SIP URI
+ * shapes share. 1 with the host at [*h0, *h1), *port (-2: none) and
+ * *pstart (-1: no parameters) set; 0 when the text has another shape. */
+static int
+hostport_params_to_end(const char *s, Py_ssize_t i, Py_ssize_t n, unsigned short name_m,
+                       unsigned short value_m, Py_ssize_t *h0, Py_ssize_t *h1, long *port,
+                       Py_ssize_t *pstart)
+{
+    *h0 = i;
+    *h1 = run(s, i, n, C_HOST);
+    if (*h1 == *h0)
+        return 0;
+    i = *h1;
+    *port = -2;
+    if (i < n && s[i] == ':') {
+        Py_ssize_t p1 = run(s, i + 1, n, C_DIGIT);
+        if (p1 == i + 1 || p1 - (i + 1) > 5)
+            return 0;
+        *port = port_value(s, i + 1, p1);
+        if (*port < 0)
+            return 0;
+        i = p1;
+    }
+    *pstart = -1;
+    if (i < n) {
+        if (s[i] != ';' || !plain_params_to_end(s, i + 1, n, name_m, value_m))
+            return 0;
+        *pstart = i + 1;
+    }
+    return 1;
+}
+
 /* -- building values ---------------------------------------------------------- */
 
 static int
@@ -209,26 +241,10 @@ build_via(PyObject *text, const char *s, Py_ssize_t n)
     Py_ssize_t t0 = 8, t1 = run(s, t0, n, C_TOKEN);
     if (t1 == t0 || t1 >= n || s[t1] != ' ')
         return NULL;
-    Py_ssize_t h0 = t1 + 1, h1 = run(s, h0, n, C_HOST);
-    if (h1 == h0)
+    Py_ssize_t h0, h1, pstart;
+    long port;
+    if (!hostport_params_to_end(s, t1 + 1, n, C_PNAME, C_PVALUE, &h0, &h1, &port, &pstart))
         return NULL;
-    Py_ssize_t i = h1;
-    long port = -2; /* -2: none */
-    if (i < n && s[i] == ':') {
-        Py_ssize_t p1 = run(s, i + 1, n, C_DIGIT);
-        if (p1 == i + 1 || p1 - (i + 1) > 5)
-            return NULL;
-        port = port_value(s, i + 1, p1);
-        if (port < 0)
-            return NULL;
-        i = p1;
-    }
-    Py_ssize_t pstart = -1;
-    if (i < n) {
-        if (s[i] != ';' || !plain_params_to_end(s, i + 1, n, C_PNAME, C_PVALUE))
-            return NULL;
-        pstart = i + 1;
-    }
     PyObject *via = new_instance(via_type);
     if (via == NULL)
         return NULL;
@@ -348,26 +364,10 @@ build_sip_uri(PyObject *text, const char *s, Py_ssize_t n)
         u1 = j;
         i = j + 1;
     }
-    Py_ssize_t h0 = i, h1 = run(s, h0, n, C_HOST);
-    if (h1 == h0)
+    Py_ssize_t h0, h1, pstart;
+    long port;
+    if (!hostport_params_to_end(s, i, n, C_UNAME, C_UVALUE, &h0, &h1, &port, &pstart))
         return NULL;
-    i = h1;
-    long port = -2;
-    if (i < n && s[i] == ':') {
-        Py_ssize_t p1 = run(s, i + 1, n, C_DIGIT);
-        if (p1 == i + 1 || p1 - (i + 1) > 5)
-            return NULL;
-        port = port_value(s, i + 1, p1);
-        if (port < 0)
-            return NULL;
-        i = p1;
-    }
-    Py_ssize_t pstart = -1;
-    if (i < n) {
-        if (s[i] != ';' || !plain_params_to_end(s, i + 1, n, C_UNAME, C_UVALUE))
-            return NULL;
-        pstart = i + 1;
-    }
     PyObject *uri = new_instance(sipuri_type);
     if (uri == NULL)
         return NULL;
