@@ -329,15 +329,15 @@ def test_framing_frames_as_the_python_twin_frames(
 @given(frames())
 def test_a_message_parses_to_the_same_fields_with_either_framing(data: bytes) -> None:
     # The whole of parse_message with the compiled fast path against the
-    # same parse with the compiled framing and header section switched off.
+    # same parse with the compiled header section switched off.
     def parse(compiled: bool) -> tuple[str, Any]:
-        saved = _message._frame_c, _message._parse_head_c
+        saved = _message._parse_head_c
         if not compiled:
-            _message._frame_c = _message._parse_head_c = None
+            _message._parse_head_c = None
         try:
             return outcome(lambda d: _summary(sipcore.parse_message(d)), data)
         finally:
-            _message._frame_c, _message._parse_head_c = saved
+            _message._parse_head_c = saved
 
     assert parse(True) == parse(False)
 
@@ -362,8 +362,6 @@ def test_the_header_section_parses_as_in_the_python_twin(
     saved = _message._NAME_CACHE.copy()
     _message._NAME_CACHE.clear()
     _message._NAME_CACHE.update(names)
-    frame_c = _message._frame_c
-    _message._frame_c = None
     try:
         defects: list[sipcore.Defect] | None = None if strict else []
         c_head = speedups.parse_head(
@@ -371,7 +369,6 @@ def test_the_header_section_parses_as_in_the_python_twin(
         )
         py_head = _message._parse_head_fast(data, start, limits, defects)
     finally:
-        _message._frame_c = frame_c
         _message._NAME_CACHE.clear()
         _message._NAME_CACHE.update(saved)
     if c_head is None:

@@ -1112,11 +1112,7 @@ def _parse_head_fast(
     Content-Length when it is the last line, there once, of 1 to 9 digits,
     -1 when :func:`_content_length` must read it. None: the careful path.
     """
-    framed = None
-    if _frame_c is not None:
-        framed = _frame_c(data, start, limits.max_header_length, limits.max_headers, _NAME_CACHE)
-    if framed is None:
-        framed = _frame(data, start, limits.max_header_length, limits.max_headers, _NAME_CACHE)
+    framed = _frame(data, start, limits.max_header_length, limits.max_headers, _NAME_CACHE)
     if framed is None:
         return None
     end, lines, keys = framed
@@ -1207,10 +1203,10 @@ def build_message(
 
 
 # The compiled twins (see _accel), when built: same results, less time. The
-# Python twins keep these names too (tests compare the two).
+# Python twins keep these names too (tests compare the two). The compiled
+# frame() is _frame's twin for those tests: parse_head() does its framing.
 line_value_py = _line_value
 list_values_py = _list_values
-_frame_c = None
 _parse_head_c = None
 if speedups is not None:
     speedups.configure(
@@ -1222,7 +1218,6 @@ if speedups is not None:
         METHODS=_METHODS,
         list=_list_values,
     )
-    _frame_c = speedups.frame
     _parse_head_c = speedups.parse_head
     _line_value = speedups.line_value
     _list_values = speedups.list_values

@@ -11,6 +11,8 @@ from collections.abc import Iterator
 
 import attrs
 
+from sipcore._uri import slot_setters
+
 from ._destination import Destination
 
 __all__ = ["Selection"]
@@ -55,8 +57,8 @@ class Selection:
         return attrs.evolve(self, index=self.index + 1)
 
 
-_set_setid, _set_alg, _set_destinations, _set_index = (
-    Selection.__dict__[name].__set__ for name in ("setid", "alg", "destinations", "index")
+_set_setid, _set_alg, _set_destinations, _set_index = slot_setters(
+    Selection, "setid", "alg", "destinations", "index"
 )
 
 
