@@ -154,6 +154,15 @@ def _unused_udp_port() -> int:
         return port
 
 
+def _udp_port_free(port: int) -> bool:
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as probe:
+        try:
+            probe.bind((LOOPBACK, port))
+        except OSError:
+            return False
+        return True
+
+
 @pytest.fixture
 def udp_port() -> Callable[[], int]:
     """A factory of free UDP ports on 127.0.0.1, distinct within one test.
@@ -166,8 +175,15 @@ def udp_port() -> Callable[[], int]:
     def allocate() -> int:
         for _ in range(50):
             port = _unused_udp_port()
-            # sipp's media port p and p+2 are both used; keep clear of them.
-            if port not in handed_out and port + 2 <= 65535:
+            # sipp binds its media port p and p+2 (video) at start and exits
+            # when either is taken: both must be free now, not only p (a
+            # port-0 socket of a proxy under test once sat on p+2).
+            if (
+                port not in handed_out
+                and port + 2 <= 65535
+                and port + 2 not in handed_out
+                and _udp_port_free(port + 2)
+            ):
                 handed_out.update({port, port + 1, port + 2})
                 return port
         raise AssertionError("could not find a free UDP port on 127.0.0.1")
